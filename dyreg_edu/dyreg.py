@@ -1,0 +1,234 @@
+r"""The DyReg block (Section 3, Fig. 2) and every variant the paper evaluates.
+
+.. code-block:: text
+
+    X [B, T, C_in, H, W]
+      -> (optional) 1x1 conv C_in -> C + LayerNorm           X'
+      -> regions (Eq. 1-4, 11-14) -> kernels (Eq. 5-6)        K  [B, T, N, H, W]
+      -> nodes = pool(X', K) + Linear(K)  (Eq. 7 + position)  v  [B, T, N, C]
+      -> graph (Eq. 8-9)                                      v' [B, T, N, C]
+      -> remap(v', K) (Eq. 10) -> (optional) 1x1 conv C -> C_in
+      -> X + LayerNorm(.)   with the LayerNorm's scale zero at initialisation
+
+Because that last scale starts at zero, the block is exactly the identity when it is
+created, so it can be dropped into a pre-trained backbone without changing it.
+
+Variants (``variant=``): ``dyreg`` (the paper's model), ``pos_only``, ``constant_time``,
+``static`` and ``fixed`` (Table 5), ``semantic`` and ``lite`` (Table 6), ``no_gru``
+(Table 9). Every place where the authors' code differs from the paper is a keyword
+switch, defaulting to the code:
+
+======================= ========================= ==================================
+switch                  default = authors' code   paper wording
+======================= ========================= ==================================
+``size_plus_one``       ``True``: s = e^o(L/6+1)+1 ``False``: s = e^o L/6 (Eq. 12)
+``normalize_kernels``   ``True``: kernels sum to 1 ``False``: raw tents (Eq. 7)
+``clamp_centers``       ``True``: centre in [0,L-1] ``False``: tanh only (Eq. 13)
+``position_grad``       ``True``: regions learn     ``False``: the authors' pre-release
+                        through the position        code, which cut that gradient
+                        embedding too
+``messages``            ``"sum"``: MLP(v_i+v_j)   ``"concat"``: MLP([v_j; v_i]) (Eq. 8)
+``temporal_first``      ``True``                  ``False``: temporal after spatial (Eq. 9)
+======================= ========================= ==================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from .graph import SpatioTemporalGraph
+from .kernels import AUTHORS_KERNEL_EPS, grid_kernels, pool_nodes, region_kernels, remap_nodes
+from .layers import map_norm
+from .regions import GENERATED_VARIANTS, F_WIDTH, RegionGenerator, _conv_out, node_grid
+
+VARIANTS = ("dyreg", "pos_only", "constant_time", "static", "fixed", "semantic", "lite", "no_gru")
+
+
+class SemanticKernels(nn.Module):
+    r"""Kernels of the *Semantic* baseline (Table 6): predicted global pooling weights.
+
+    A version of f that keeps the map size (two transposed convs back up, with skips),
+    then a 1x1 conv to ``N`` maps, each made a distribution over the ``H x W`` positions
+    by a softmax. (The authors' pre-release code used the raw maps; "global average
+    pooling with predicted weights" implies weights that sum to one, so we normalise.)
+
+    Shapes: ``[n, C, H, W] -> [n, N, H, W]``, each map summing to one.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, num_nodes: int):
+        super().__init__()
+        if height != width:
+            raise ValueError(f"the semantic kernels follow the authors' square maps; got {height} x {width}")
+        stride = 2 if height > 10 else 1
+        small = _conv_out(height, stride, 1)
+        self.project = nn.Conv2d(channels, F_WIDTH, 1)
+        self.down1 = nn.Conv2d(F_WIDTH, F_WIDTH, 3, stride=stride, padding=1)
+        self.down2 = nn.Conv2d(F_WIDTH, 16, 3, padding=1)
+        self.up1 = nn.ConvTranspose2d(16, F_WIDTH, 3, padding=1)
+        up_size = (small - 1) * stride - 2 + 3
+        self.up2 = nn.ConvTranspose2d(F_WIDTH, F_WIDTH, 3, stride=stride, padding=1, output_padding=height - up_size)
+        self.norms = nn.ModuleList([map_norm(F_WIDTH), map_norm(F_WIDTH), map_norm(16), map_norm(F_WIDTH), map_norm(F_WIDTH)])
+        self.to_maps = nn.Conv2d(F_WIDTH, num_nodes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a0 = self.norms[0](self.project(x).relu())
+        a1 = self.norms[1](self.down1(a0).relu())
+        a2 = self.norms[2](self.down2(a1).relu())
+        u1 = self.norms[3](self.up1(a2).relu()) + a1
+        u2 = self.norms[4](self.up2(u1).relu()) + a0
+        logits = self.to_maps(u2)
+        weights = rearrange(logits, "b n h w -> b n (h w)").softmax(-1)
+        return rearrange(weights, "b n (h w) -> b n h w", h=logits.shape[-2])
+
+
+class DyRegBlock(nn.Module):
+    r"""The DyReg-GNN block: dynamic regions, a spatio-temporal graph, and back to the map.
+
+    Args:
+        in_channels: ``C_in`` of the backbone map.
+        height, width: ``H, W`` of the map (the authors' code needs ``H == W``).
+        node_dim: ``C``, the node dimension. ``None`` (default) keeps ``C_in``; another
+            value adds a 1x1 conv ``C_in -> C`` (+ LayerNorm) before and ``C -> C_in`` after.
+        num_nodes: ``N`` (9 in the paper; 5 and 16 in Table 7).
+        variant: one of :data:`VARIANTS` (see the module docstring).
+        region_dim: ``D``, the region generator's latent size (32 on MultiSyncMNIST;
+            128, the authors' default, on Something-Something).
+        graph_iterations: ``K`` (3).
+        grid: node grid ``(rows, cols)``; default square for square ``N``, else ``1 x N``.
+        anchors: ``"center"`` (paper) or ``"grid"``.
+        fixed_size: constant half-extent for ``pos_only`` (Table 11's sweep uses ``H / lambda``).
+        size_plus_one, normalize_kernels, clamp_centers, position_grad, messages,
+        temporal_first: the code-versus-paper switches (module docstring).
+        kernel_eps: added to a kernel's sum before normalising (the authors' 1e-37).
+
+    ``forward(x)`` with ``x`` ``[B, T, C_in, H, W]`` returns ``(y, aux)``: ``y`` like ``x``;
+    ``aux`` holds ``regions`` ``[B, T, N, 4]`` as ``(cx, cy, sx, sy)`` (not for ``semantic``),
+    ``kernels`` ``[B, T, N, H, W]``, ``nodes_in``/``nodes_out`` ``[B, T, N, C]`` and the graph's
+    ``attention`` ``[B, T, K, N, N]``; generated variants also give ``offsets`` ``[B, T, N, 4]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        height: int,
+        width: int,
+        *,
+        node_dim: int | None = None,
+        num_nodes: int = 9,
+        variant: str = "dyreg",
+        region_dim: int = 128,
+        graph_iterations: int = 3,
+        grid: tuple[int, int] | None = None,
+        anchors: str = "center",
+        fixed_size: float | None = None,
+        size_plus_one: bool = True,
+        normalize_kernels: bool = True,
+        clamp_centers: bool = True,
+        position_grad: bool = True,
+        messages: str = "sum",
+        temporal_first: bool = True,
+        kernel_eps: float = AUTHORS_KERNEL_EPS,
+    ):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        for name, value in (("in_channels", in_channels), ("height", height), ("width", width), ("num_nodes", num_nodes)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.variant = variant
+        self.in_channels, self.height, self.width = in_channels, height, width
+        self.node_dim = node_dim or in_channels
+        self.num_nodes = num_nodes
+        self.grid = grid or node_grid(num_nodes)
+        self.normalize_kernels = normalize_kernels
+        self.position_grad = position_grad
+        self.kernel_eps = kernel_eps
+        if self.node_dim != in_channels:
+            self.project_in = nn.Conv2d(in_channels, self.node_dim, 1)
+            self.project_norm = map_norm(self.node_dim)
+            self.project_out = nn.Conv2d(self.node_dim, in_channels, 1)
+        else:
+            self.project_in = self.project_norm = self.project_out = None
+        self.region_generator = None
+        self.semantic = None
+        if variant in GENERATED_VARIANTS:
+            self.region_generator = RegionGenerator(
+                self.node_dim, height, width, num_nodes=num_nodes, region_dim=region_dim, variant=variant,
+                grid=self.grid, anchors=anchors, size_plus_one=size_plus_one, clamp_centers=clamp_centers,
+                fixed_size=fixed_size,
+            )
+        elif variant == "semantic":
+            self.semantic = SemanticKernels(self.node_dim, height, width, num_nodes)
+        else:  # fixed
+            self.register_buffer("fixed_kernels", grid_kernels(height, width, self.grid), persistent=False)
+            self.register_buffer("fixed_regions", self._grid_cells(), persistent=False)
+        self.position_embedding = nn.Linear(height * width, self.node_dim)
+        self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, messages, temporal_first)
+        self.residual_norm = map_norm(in_channels, scale_init=0.0)
+
+    def _grid_cells(self) -> Tensor:
+        """The Fixed baseline's cells as regions ``(cx, cy, sx, sy)``, ``[N, 4]``."""
+        rows, cols = self.grid
+        cy = (torch.arange(rows) + 0.5) * self.height / rows - 0.5
+        cx = (torch.arange(cols) + 0.5) * self.width / cols - 0.5
+        cy, cx = torch.meshgrid(cy, cx, indexing="ij")
+        sizes = torch.tensor([self.width / (2 * cols), self.height / (2 * rows)]).expand(rows * cols, 2)
+        return torch.cat([torch.stack([cx.flatten(), cy.flatten()], -1), sizes], -1)
+
+    def _check_input(self, x: Tensor) -> None:
+        expected = (self.in_channels, self.height, self.width)
+        if x.dim() != 5 or tuple(x.shape[2:]) != expected:
+            raise ValueError(
+                f"DyRegBlock expects x of shape [B, T, {expected[0]}, {expected[1]}, {expected[2]}] "
+                f"(B, T, C_in, H, W), got {tuple(x.shape)}"
+            )
+
+    def kernels(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The kernels of every frame and node, ``[B, T, C, H, W] -> [B, T, N, H, W]``, plus aux."""
+        batch, frames = x.shape[:2]
+        aux: dict[str, Tensor] = {}
+        if self.region_generator is not None:
+            aux["regions"], aux["offsets"] = self.region_generator(x)
+            kernels = region_kernels(aux["regions"], self.height, self.width, self.normalize_kernels, self.kernel_eps)
+        elif self.semantic is not None:
+            kernels = self.semantic(rearrange(x, "b t c h w -> (b t) c h w"))
+            kernels = rearrange(kernels, "(b t) n h w -> b t n h w", b=batch)
+        else:
+            kernels = repeat(self.fixed_kernels, "n h w -> b t n h w", b=batch, t=frames)
+            aux["regions"] = repeat(self.fixed_regions, "n r -> b t n r", b=batch, t=frames)
+        return kernels, aux
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        self._check_input(x)
+        batch = x.shape[0]
+        features = rearrange(x, "b t c h w -> (b t) c h w")
+        if self.project_in is not None:
+            features = self.project_norm(self.project_in(features))
+        kernels, aux = self.kernels(rearrange(features, "(b t) c h w -> b t c h w", b=batch))
+        aux["kernels"] = kernels
+        position_input = kernels if self.position_grad else kernels.detach()
+        position = self.position_embedding(rearrange(position_input, "b t n h w -> b t n (h w)"))
+        nodes = pool_nodes(rearrange(features, "(b t) c h w -> b t c h w", b=batch), kernels) + position
+        aux["nodes_in"] = nodes
+        nodes, aux["attention"] = self.graph(nodes)
+        aux["nodes_out"] = nodes
+        y = rearrange(remap_nodes(nodes, kernels), "b t c h w -> (b t) c h w")
+        if self.project_out is not None:
+            y = self.project_out(y)
+        y = self.residual_norm(y)
+        return x + rearrange(y, "(b t) c h w -> b t c h w", b=batch), aux
+
+    @classmethod
+    def from_official(cls, state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> "DyRegBlock":
+        """A block whose forward pass equals the authors' ``DynamicGraphWrapper`` with these weights.
+
+        See :func:`dyreg_edu.official.block_from_official` for the accepted ``config`` keys.
+        """
+        from .official import block_from_official
+
+        return block_from_official(cls, state_dict, config)

@@ -1,0 +1,421 @@
+r"""Region generation: paper Eq. 1-4 (Section 3.1) and the constraints of Eq. 11-14 (Appendix C).
+
+For every frame :math:`X_t` the block predicts, for each node :math:`i`, a region
+:math:`(c_x, c_y, s_x, s_y)`:
+
+1. :math:`M_t = f(X_t)` (Eq. 1): a small conv net, :class:`FunctionF`.
+2. :math:`\hat m_{i,t} = g_i(M_t)` (Eq. 2): one fully connected layer per node
+   (:class:`NodeLatentsFull`), or the cheaper *Lite* version (:class:`NodeLatentsLite`).
+3. :math:`z_{i,t} = \mathrm{GRU}(z_{i,t-1}, \hat m_{i,t})` (Eq. 3), shared by all nodes,
+   between two LayerNorms over the ``N x D`` latents of a frame.
+4. :math:`\tilde o_{i,t} = (W_o z_{i,t}) \odot \gamma` (Eq. 4, 11), with :math:`\gamma`
+   zero at initialisation so that every region starts at its anchor.
+5. :math:`\alpha`: sizes through an exponential (Eq. 12), centres through a tanh that
+   keeps them on the map (Eq. 13-14): :func:`regions_from_offsets`.
+
+Offsets are ordered like the paper, ``(dx, dy, dw, dh)``; the authors' code orders
+them ``(h, w, y, x)`` and :mod:`dyreg_edu.official` reorders them when loading.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor, nn
+
+from .layers import map_norm, node_norm
+
+#: Channel widths of f in the authors' code: M_t has 16 channels, the middle 32.
+F_WIDTH = 32
+F_OUT_CHANNELS = 16
+#: The authors' artanh clamps its argument to (-1 + 1e-7, 1 - 1e-7).
+ARTANH_CLAMP = 1e-7
+
+
+# --------------------------------------------------------------------------- f (Eq. 1)
+
+
+def function_f_strides(size: int) -> tuple[int, int, int, int]:
+    """Strides and paddings ``(s0, s1, p0, p1)`` of f for a map of side ``size``.
+
+    The authors pick them from the map size so that :math:`M_t` is 5-7 pixels wide:
+
+    ====== == == == == ============
+    size   s0 s1 p0 p1 H' (output)
+    ====== == == == == ============
+    <= 10  1  1  0  1  size - 2
+    11-20  2  1  0  1  6 or 7
+    21-50  2  2  0  0  6 or 7
+    ====== == == == == ============
+    """
+    if size < 3:
+        raise ValueError(f"function f needs a map of at least 3 x 3 pixels, got {size}")
+    if size <= 10:
+        return 1, 1, 0, 1
+    if size <= 20:
+        return 2, 1, 0, 1
+    if size <= 50:
+        return 2, 2, 0, 0
+    raise ValueError(
+        f"function f is defined for maps up to 50 pixels (the authors' table), got {size}; "
+        "pool the map first"
+    )
+
+
+def _conv_out(size: int, stride: int, padding: int, kernel: int = 3) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class FunctionF(nn.Module):
+    r"""Function f of Eq. 1, as the authors build it (Appendix C).
+
+    Per frame: a 1x1 conv to 32 channels, two 3x3 convs (32 then 16 channels), a 3x3
+    transposed conv back to 32 channels added to the first 3x3 conv's output (a U-Net
+    skip), and a final 3x3 conv to :math:`C' = 16` channels. Every conv is followed by a
+    ReLU and a LayerNorm over the whole map with per-channel affine.
+
+    Shapes: ``[n, C, H, W] -> [n, 16, H', W']`` with ``H'`` from :func:`function_f_strides`.
+    """
+
+    def __init__(self, in_channels: int, height: int, width: int):
+        super().__init__()
+        if height != width:
+            raise ValueError(f"function f follows the authors' square maps; got {height} x {width}")
+        s0, s1, p0, p1 = function_f_strides(height)
+        size1 = _conv_out(height, s0, p0)
+        size2 = _conv_out(size1, s1, p1)
+        up_size = (size2 - 1) * s1 - 2 * p1 + 3
+        self.project = nn.Conv2d(in_channels, F_WIDTH, 1)
+        self.down1 = nn.Conv2d(F_WIDTH, F_WIDTH, 3, stride=s0, padding=p0)
+        self.down2 = nn.Conv2d(F_WIDTH, F_OUT_CHANNELS, 3, stride=s1, padding=p1)
+        self.up = nn.ConvTranspose2d(
+            F_OUT_CHANNELS, F_WIDTH, 3, stride=s1, padding=p1, output_padding=size1 - up_size
+        )
+        self.head = nn.Conv2d(F_WIDTH, F_OUT_CHANNELS, 3, stride=s1, padding=p1)
+        self.project_norm = map_norm(F_WIDTH)
+        self.down1_norm = map_norm(F_WIDTH)
+        self.down2_norm = map_norm(F_OUT_CHANNELS)
+        self.up_norm = map_norm(F_WIDTH)
+        self.head_norm = map_norm(F_OUT_CHANNELS)
+        self.out_size = _conv_out(size1, s1, p1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a0 = self.project_norm(self.project(x).relu())
+        a1 = self.down1_norm(self.down1(a0).relu())
+        a2 = self.down2_norm(self.down2(a1).relu())
+        up = self.up_norm(self.up(a2).relu()) + a1
+        return self.head_norm(self.head(up).relu())
+
+
+# --------------------------------------------------------------------------- g_i (Eq. 2)
+
+
+class NodeLatentsFull(nn.Module):
+    r"""Functions :math:`g_i` of Eq. 2, full variant: one fully connected layer per node.
+
+    Each :math:`g_i` sees all of :math:`M_t` (``16 x H' x W'`` values) and returns a
+    ``D``-dimensional latent (the paper says ``C``; the code uses ``D``). The authors write
+    it as one conv whose kernel covers the whole map; a single ``Linear`` to ``N * D`` is
+    the same computation.
+
+    Shapes: ``[n, 16, H', W'] -> [n, N, D]``.
+    """
+
+    def __init__(self, map_channels: int, map_size: int, num_nodes: int, region_dim: int):
+        super().__init__()
+        self.num_nodes = num_nodes
+        self.fc = nn.Linear(map_channels * map_size * map_size, num_nodes * region_dim)
+
+    def forward(self, m: Tensor) -> Tensor:
+        latents = self.fc(rearrange(m, "b c h w -> b (c h w)"))
+        return rearrange(latents, "b (n d) -> b n d", n=self.num_nodes)
+
+
+def sinusoidal_positions(channels: int, height: int, width: int) -> Tensor:
+    r"""The fixed sinusoidal position map ``E`` of the Lite variant, ``[C, H, W]``.
+
+    Rows and columns are placed at ``linspace(0, 1, ·)``. With ``half = C / 2`` and
+    :math:`\tau_k = 10000^{k / half}`, channel ``k < half`` holds
+    :math:`\sin(r / \tau_k)` for even ``k`` and :math:`\cos(r / \tau_k)` for odd ``k``
+    of the row position ``r``; channel ``half + k`` does the same for the column.
+    """
+    if channels % 2:
+        raise ValueError(f"the sinusoidal position map needs an even channel count, got {channels}")
+    half = channels // 2
+    tau = 10000.0 ** (torch.arange(half, dtype=torch.float64) / half)
+    waves = torch.where(torch.arange(half) % 2 == 0, 0, 1)  # 0: sin, 1: cos
+
+    def encode(positions: Tensor) -> Tensor:  # [L] -> [half, L]
+        phase = positions[None, :] / tau[:, None]
+        return torch.where(waves[:, None] == 0, phase.sin(), phase.cos())
+
+    rows = repeat(encode(torch.linspace(0, 1, height, dtype=torch.float64)), "k h -> k h w", w=width)
+    cols = repeat(encode(torch.linspace(0, 1, width, dtype=torch.float64)), "k w -> k h w", h=height)
+    return torch.cat([rows, cols]).to(torch.get_default_dtype())
+
+
+class NodeLatentsLite(nn.Module):
+    r"""Functions :math:`g_i` of the Lite variant (paper Table 6; the authors' ``GloRe``).
+
+    No f. Every location splits itself among the nodes (a softmax over the ``N`` nodes of
+    a 1x1 conv), the map gets a learned projection of a fixed sinusoidal position map, and
+    each node's latent is the weighted sum of the map followed by a ``C -> D`` linear layer.
+
+    Shapes: ``[n, C, H, W] -> [n, N, D]``.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, num_nodes: int, region_dim: int):
+        super().__init__()
+        self.node_weights = nn.Conv2d(channels, num_nodes, 1)
+        self.position_proj = nn.Conv2d(channels, channels, 1)
+        self.to_latent = nn.Linear(channels, region_dim)
+        self.register_buffer("positions", sinusoidal_positions(channels, height, width), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        weights = self.node_weights(x).softmax(dim=1)  # [n, N, H, W], sums to 1 over nodes
+        x = x + self.position_proj(self.positions[None])
+        latents = torch.einsum("bnhw,bchw->bnc", weights, x)
+        return self.to_latent(latents)
+
+
+# --------------------------------------------------------------------------- alpha (Eq. 11-14)
+
+
+def artanh_clamped(x: Tensor) -> Tensor:
+    """``artanh`` with its argument clamped to ``(-1 + 1e-7, 1 - 1e-7)``, as the authors do."""
+    return torch.atanh(x.clamp(-1 + ARTANH_CLAMP, 1 - ARTANH_CLAMP))
+
+
+def initial_size(length: int, cells: int, plus_one: bool = True) -> float:
+    r"""The size a region has when its offset is zero (Eq. 12's :math:`h_{init}`).
+
+    The paper: :math:`L / (2 \cdot cells)` (a third of the map's half for a 3 x 3 grid).
+    The authors' code (``plus_one=True``) adds 1 inside and 1 outside:
+    :math:`(L / (2 \cdot cells) + 1) + 1`, so a region is never narrower than bilinear.
+    """
+    base = length / (2 * cells)
+    return base + 2 if plus_one else base
+
+
+def region_size(offset: Tensor, length: int, cells: int, plus_one: bool = True) -> Tensor:
+    r"""Eq. 12: a positive half-extent from an unconstrained offset.
+
+    Paper: :math:`s = e^{\tilde o} \cdot L/(2\,cells)`.
+    Code (``plus_one=True``): :math:`s = e^{\tilde o} \cdot (L/(2\,cells) + 1) + 1`.
+    """
+    base = length / (2 * cells)
+    if plus_one:
+        return offset.exp() * (base + 1) + 1
+    return offset.exp() * base
+
+
+def region_center(offset: Tensor, anchor: Tensor, length: int, clamp: bool = True) -> Tensor:
+    r"""Eq. 13-14: a centre on the map from an unconstrained offset and an anchor.
+
+    .. math:: c = \frac{L}{2}\left(1 + \tanh\left(\tilde o + \operatorname{artanh}\left(\frac{2a}{L} - 1\right)\right)\right)
+
+    which equals :math:`a + \Delta` with :math:`\Delta = \frac{L}{2}\tanh(\cdot) + \frac{L}{2} - a`.
+    At :math:`\tilde o = 0` the centre is the anchor :math:`a`.
+    ``clamp=True`` (the authors' code) then clamps to ``[0, L - 1]``; the gradient is zero there.
+    """
+    center = length / 2 * (1 + torch.tanh(offset + artanh_clamped(2 * anchor / length - 1)))
+    return center.clamp(0, length - 1) if clamp else center
+
+
+def regions_from_offsets(
+    offsets: Tensor,
+    anchors: Tensor,
+    height: int,
+    width: int,
+    grid: tuple[int, int] = (3, 3),
+    *,
+    size_plus_one: bool = True,
+    clamp_centers: bool = True,
+    fixed_size: float | None = None,
+) -> Tensor:
+    r"""The constraints :math:`\alpha` (Eq. 11-14): offsets to regions.
+
+    Args:
+        offsets: ``[..., N, 4]`` as ``(dx, dy, dw, dh)`` (paper order).
+        anchors: ``[N, 2]`` as ``(ax, ay)`` in pixels.
+        grid: ``(rows, cols)`` of the node grid; sizes start at ``L / (2 * cells)`` (+2 in code).
+        fixed_size: if given, every region has this half-extent and ``dw, dh`` are ignored
+            (the *Position-only* variant and the region-size sweep of Table 11).
+
+    Returns:
+        ``[..., N, 4]`` as ``(cx, cy, sx, sy)`` in pixels.
+    """
+    if offsets.shape[-1] != 4 or anchors.shape != (offsets.shape[-2], 2):
+        raise ValueError(
+            f"offsets must be [..., N, 4] and anchors [N, 2]; got {tuple(offsets.shape)} and {tuple(anchors.shape)}"
+        )
+    dx, dy, dw, dh = offsets.unbind(-1)
+    cx = region_center(dx, anchors[:, 0], width, clamp_centers)
+    cy = region_center(dy, anchors[:, 1], height, clamp_centers)
+    if fixed_size is None:
+        sx = region_size(dw, width, grid[1], size_plus_one)
+        sy = region_size(dh, height, grid[0], size_plus_one)
+    else:
+        sx = sy = torch.full_like(dw, float(fixed_size))
+    return torch.stack([cx, cy, sx, sy], dim=-1)
+
+
+def center_anchors(num_nodes: int, height: int, width: int) -> Tensor:
+    """All anchors at the map centre ``(W/2, H/2)`` (the authors' ``center``; paper Sec. 3.1).
+
+    Note: pixel indices run ``0 .. L-1``, so ``L/2`` is half a pixel right of and below the true
+    centre (8 rather than 7.5 for L = 16). The authors' code uses H for both axes (square
+    maps); we use W for x. Returns ``[N, 2]`` as ``(ax, ay)``.
+    """
+    return torch.tensor([[width / 2, height / 2]]).repeat(num_nodes, 1)
+
+
+def grid_anchors(grid: tuple[int, int], height: int, width: int) -> Tensor:
+    """Anchors at the cell centres of a ``grid`` partition, row-major (the authors' ``grid``).
+
+    The centres are ``linspace(0, L, 2 * cells + 1)[1::2]``: 2.67, 8, 13.33 for L = 16.
+    Returns ``[rows * cols, 2]`` as ``(ax, ay)``.
+    """
+    ys = torch.linspace(0, height, 2 * grid[0] + 1)[1::2]
+    xs = torch.linspace(0, width, 2 * grid[1] + 1)[1::2]
+    ay, ax = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([ax.flatten(), ay.flatten()], dim=-1)
+
+
+def node_grid(num_nodes: int) -> tuple[int, int]:
+    """The node grid ``(rows, cols)`` used for sizes, grid anchors and Fixed kernels:
+    a square when ``N`` is a square number (3 x 3 for 9, 4 x 4 for 16), else ``1 x N``."""
+    if num_nodes < 1:
+        raise ValueError(f"num_nodes must be positive, got {num_nodes}")
+    side = math.isqrt(num_nodes)
+    return (side, side) if side * side == num_nodes else (1, num_nodes)
+
+
+# --------------------------------------------------------------------------- the whole generator
+
+#: Variants whose regions come from a :class:`RegionGenerator` (see :mod:`dyreg_edu.dyreg`).
+GENERATED_VARIANTS = ("dyreg", "pos_only", "constant_time", "static", "lite", "no_gru")
+
+
+class RegionGenerator(nn.Module):
+    r"""Eq. 1-4 and 11-14 end to end: a clip's maps to its regions.
+
+    Args:
+        channels, height, width: the map the regions are predicted from (``C x H x W``).
+        num_nodes: ``N``.
+        region_dim: ``D``, the latent size (32 on MultiSyncMNIST, 128 on Something-Something).
+        variant: one of :data:`GENERATED_VARIANTS`:
+
+            - ``dyreg``: f, full g_i, LN, GRU over time, LN, W_o, gamma (the paper's model).
+            - ``lite``: the Lite g_i on the map itself, no f (Table 6).
+            - ``no_gru``: as ``dyreg`` without the GRU of Eq. 3, ``z = m`` (Table 9); both
+              LayerNorms are kept.
+            - ``constant_time``: the GRU reads the whole clip and its last state gives the
+              regions of every frame (Table 5, *Constant-Time*).
+            - ``static``: learned latents ``z_i`` (``N x D``), the same for every video and
+              frame (Table 5, *Static*).
+            - ``pos_only``: predicted centres, constant size ``fixed_size`` (Table 5).
+        grid: node grid, for the initial size ``L / (2 * cells)``.
+        anchors: ``"center"`` (the paper and the authors' scripts) or ``"grid"``.
+        size_plus_one: the authors' ``+1`` terms in the size (Eq. 12); ``False`` = paper.
+        clamp_centers: the authors' clamp of centres to ``[0, L-1]``; ``False`` = paper.
+        fixed_size: half-extent used by ``pos_only``; default ``H / (2 * rows) + 1``, the
+            authors' pre-release ``constrained_fix_size``.
+
+    Shapes: ``forward([B, T, C, H, W]) -> (regions [B, T, N, 4], offsets [B, T, N, 4])``,
+    regions as ``(cx, cy, sx, sy)``, offsets as ``(dx, dy, dw, dh)`` (before alpha).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        height: int,
+        width: int,
+        *,
+        num_nodes: int = 9,
+        region_dim: int = 128,
+        variant: str = "dyreg",
+        grid: tuple[int, int] | None = None,
+        anchors: str = "center",
+        size_plus_one: bool = True,
+        clamp_centers: bool = True,
+        fixed_size: float | None = None,
+    ):
+        super().__init__()
+        if variant not in GENERATED_VARIANTS:
+            raise ValueError(f"RegionGenerator variant must be one of {GENERATED_VARIANTS}, got {variant!r}")
+        self.variant = variant
+        self.height, self.width = height, width
+        self.grid = grid or node_grid(num_nodes)
+        if self.grid[0] * self.grid[1] != num_nodes:
+            raise ValueError(f"grid {self.grid} does not hold num_nodes={num_nodes}")
+        self.size_plus_one = size_plus_one
+        self.clamp_centers = clamp_centers
+        if variant == "pos_only" and fixed_size is None:
+            fixed_size = height / (2 * self.grid[0]) + 1
+        self.fixed_size = fixed_size if variant == "pos_only" else None
+        if variant == "static":
+            self.static_latents = nn.Parameter(torch.randn(num_nodes, region_dim))
+        else:
+            if variant == "lite":
+                self.f = None
+                self.g = NodeLatentsLite(channels, height, width, num_nodes, region_dim)
+            else:
+                self.f = FunctionF(channels, height, width)
+                self.g = NodeLatentsFull(F_OUT_CHANNELS, self.f.out_size, num_nodes, region_dim)
+            self.latent_norm = node_norm(region_dim)
+            self.gru = None if variant == "no_gru" else nn.GRU(region_dim, region_dim, batch_first=True)
+            self.output_norm = node_norm(region_dim)
+        num_offsets = 2 if variant == "pos_only" else 4
+        self.w_o = nn.Linear(region_dim, num_offsets)
+        self.gamma = nn.Parameter(torch.zeros(num_offsets))
+        self.register_buffer("anchors", self._anchors(anchors, num_nodes), persistent=False)
+
+    def _anchors(self, kind: str, num_nodes: int) -> Tensor:
+        if kind == "center":
+            return center_anchors(num_nodes, self.height, self.width)
+        if kind == "grid":
+            return grid_anchors(self.grid, self.height, self.width)
+        raise ValueError(f"anchors must be 'center' or 'grid', got {kind!r}")
+
+    def node_latents(self, x: Tensor) -> Tensor:
+        r""":math:`\hat m_{i,t} = g_i(f(X_t))` (Eq. 1-2). Shapes: ``[n, C, H, W] -> [n, N, D]``."""
+        return self.g(x) if self.f is None else self.g(self.f(x))
+
+    def latents(self, x: Tensor) -> Tensor:
+        r"""The latents :math:`z_{i,t}` (Eq. 3). Shapes: ``[B, T, C, H, W] -> [B, T, N, D]``."""
+        batch, frames = x.shape[:2]
+        if self.variant == "static":
+            return repeat(self.static_latents, "n d -> b t n d", b=batch, t=frames)
+        m = self.node_latents(rearrange(x, "b t c h w -> (b t) c h w"))
+        m = rearrange(self.latent_norm(m), "(b t) n d -> b t n d", b=batch)
+        if self.gru is not None:
+            z = rearrange(m, "b t n d -> (b n) t d")
+            z, _ = self.gru(z)
+            if self.variant == "constant_time":
+                z = repeat(z[:, -1], "bn d -> bn t d", t=frames)
+            m = rearrange(z, "(b n) t d -> b t n d", b=batch)
+        return self.output_norm(m)
+
+    def offsets(self, z: Tensor) -> Tensor:
+        r"""Eq. 4 and 11: :math:`\tilde o = (W_o z) \odot \gamma`, ``[..., N, D] -> [..., N, 4]``."""
+        offsets = self.w_o(z) * self.gamma
+        if self.variant == "pos_only":  # sizes are fixed: pad dw = dh = 0
+            offsets = torch.cat([offsets, torch.zeros_like(offsets)], dim=-1)
+        return offsets
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        offsets = self.offsets(self.latents(x))
+        regions = regions_from_offsets(
+            offsets,
+            self.anchors,
+            self.height,
+            self.width,
+            self.grid,
+            size_plus_one=self.size_plus_one,
+            clamp_centers=self.clamp_centers,
+            fixed_size=self.fixed_size,
+        )
+        return regions, offsets
