@@ -1,0 +1,81 @@
+"""Small helpers the book's chapters share: fast mode, device, provenance, fixtures.
+
+Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+FAST_ENV = "DYREG_FAST"
+SHARED_ENV = "DYREG_SHARED"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def fast_mode() -> bool:
+    """True when the environment variable ``DYREG_FAST`` is ``1`` (tests shrink sizes then)."""
+    value = os.environ.get(FAST_ENV, "0").strip().lower()
+    if value not in ("", "0", "1", "true", "false"):
+        raise ValueError(f"{FAST_ENV} must be 0 or 1, got {value!r}")
+    return value in ("1", "true")
+
+
+def pick(full, fast):
+    """``fast`` in fast mode, else ``full``: ``steps = pick(300, 20)``."""
+    return fast if fast_mode() else full
+
+
+def device():
+    """The torch device a chapter should use: CUDA when present, else CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe_device() -> str:
+    """The accelerator's name, or the CPU model, in words."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def git_commit() -> str:
+    """The repository's current commit, or ``"unknown"`` outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def provenance() -> dict:
+    """What produced a chapter's outputs: commit, device, date, library versions, fast mode."""
+    import torch
+
+    return {
+        "commit": git_commit(),
+        "device": describe_device(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__,
+        "fast_mode": fast_mode(),
+    }
+
+
+def fixtures_dir() -> Path | None:
+    """Where the authors' golden tensors are: ``$DYREG_SHARED/fixtures/official`` or
+    ``<repo>/../shared/fixtures/official``; ``None`` when absent (e.g. in Colab)."""
+    shared = Path(os.environ.get(SHARED_ENV, REPO_ROOT.parent / "shared"))
+    path = shared / "fixtures" / "official"
+    return path if path.is_dir() else None
