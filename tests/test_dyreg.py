@@ -1,0 +1,185 @@
+"""DyRegBlock: identity at initialisation, shapes, variants, switches, errors."""
+
+import pytest
+import torch
+
+from dyreg_edu.dyreg import VARIANTS, DyRegBlock
+from dyreg_edu.graph import SpatioTemporalGraph
+from dyreg_edu.regions import FunctionF, function_f_strides, initial_size
+
+
+def synthetic_block(**kwargs):
+    return DyRegBlock(128, 16, 16, node_dim=32, region_dim=32, **kwargs)
+
+
+def randomise_zero_inits(block):
+    """Make gamma and the residual LayerNorm non-zero so the branch does something."""
+    with torch.no_grad():
+        block.residual_norm.scale.normal_()
+        if block.region_generator is not None:
+            block.region_generator.gamma.uniform_(0.2, 0.6)
+    return block
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_identity_at_initialisation(variant):
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 128, 16, 16)
+    y, aux = synthetic_block(variant=variant)(x)
+    assert torch.equal(y, x)
+    assert aux["kernels"].shape == (2, 4, 9, 16, 16)
+    torch.testing.assert_close(aux["kernels"].sum((-2, -1)), torch.ones(2, 4, 9))
+    if variant == "semantic":
+        assert "regions" not in aux
+    else:
+        assert aux["regions"].shape == (2, 4, 9, 4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_learns_and_changes_the_output(variant):
+    torch.manual_seed(1)
+    block = randomise_zero_inits(synthetic_block(variant=variant))
+    x = torch.randn(2, 3, 128, 16, 16)
+    y, _ = block(x)
+    assert (y - x).abs().max() > 1e-3
+    y.square().mean().backward()
+    assert block.graph.message_mlp.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", ["dyreg", "lite", "no_gru", "constant_time", "static", "pos_only"])
+def test_regions_start_at_the_anchor(variant):
+    torch.manual_seed(2)
+    _, aux = synthetic_block(variant=variant)(torch.randn(1, 3, 128, 16, 16))
+    regions = aux["regions"]
+    torch.testing.assert_close(regions[..., :2], torch.full_like(regions[..., :2], 8.0))
+    expected_size = 16 / 6 + 1 if variant == "pos_only" else initial_size(16, 3)
+    torch.testing.assert_close(regions[..., 2:], torch.full_like(regions[..., 2:], expected_size))
+    assert initial_size(16, 3) == pytest.approx(16 / 6 + 2)
+
+
+def test_only_gamma_learns_in_the_region_generator_at_first():
+    torch.manual_seed(3)
+    block = synthetic_block()
+    with torch.no_grad():
+        block.residual_norm.scale.fill_(1.0)
+    y, _ = block(torch.randn(2, 3, 128, 16, 16))
+    y.square().mean().backward()
+    generator = block.region_generator
+    assert generator.gamma.grad.abs().sum() > 0
+    for name, param in generator.named_parameters():
+        if name != "gamma":
+            assert param.grad is None or param.grad.abs().sum() == 0, name
+
+
+@pytest.mark.parametrize("frames, size, channels", [(10, 16, 128), (16, 28, 128), (16, 14, 256), (16, 7, 512)])
+def test_shapes_at_the_papers_sizes(frames, size, channels):
+    torch.manual_seed(4)
+    block = randomise_zero_inits(DyRegBlock(channels, size, size, node_dim=min(channels, 64), region_dim=16))
+    y, aux = block(torch.randn(1, frames, channels, size, size))
+    assert y.shape == (1, frames, channels, size, size)
+    assert aux["regions"].shape == (1, frames, 9, 4)
+    assert aux["nodes_out"].shape == (1, frames, 9, min(channels, 64))
+    assert aux["attention"].shape == (1, frames, 3, 9, 9)
+
+
+@pytest.mark.parametrize("size, out", [(32, 7), (16, 7), (28, 6), (14, 6), (8, 6), (7, 5)])
+def test_function_f_output_size_table(size, out):
+    f = FunctionF(8, size, size)
+    assert f(torch.randn(2, 8, size, size)).shape == (2, 16, out, out)
+    assert f.out_size == out
+
+
+def test_function_f_strides_table():
+    assert function_f_strides(16) == (2, 1, 0, 1)
+    assert function_f_strides(28) == (2, 2, 0, 0)
+    assert function_f_strides(7) == (1, 1, 0, 1)
+    with pytest.raises(ValueError, match="up to 50 pixels.*got 56"):
+        function_f_strides(56)
+
+
+@pytest.mark.parametrize("num_nodes", [5, 16])
+def test_any_number_of_nodes(num_nodes):
+    torch.manual_seed(5)
+    for variant in ("dyreg", "fixed", "semantic"):
+        block = randomise_zero_inits(synthetic_block(num_nodes=num_nodes, variant=variant))
+        y, aux = block(torch.randn(1, 3, 128, 16, 16))
+        assert aux["kernels"].shape == (1, 3, num_nodes, 16, 16)
+        assert aux["attention"].shape == (1, 3, 3, num_nodes, num_nodes)
+
+
+def test_attention_rows_sum_to_one():
+    torch.manual_seed(6)
+    graph = SpatioTemporalGraph(16)
+    nodes, attention = graph(torch.randn(2, 5, 9, 16))
+    assert nodes.shape == (2, 5, 9, 16)
+    torch.testing.assert_close(attention.sum(-1), torch.ones(2, 5, 3, 9))
+
+
+def test_parameter_counts_of_the_synthetic_setting():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(synthetic_block()) == 290_088
+    assert count(synthetic_block(variant="lite")) == 42_033 - 64  # the authors' unused LayerNorm
+    fixed = count(synthetic_block(variant="fixed"))
+    assert count(synthetic_block(variant="semantic")) - fixed == 29_104 + 297
+
+
+def test_switches_change_the_computation_but_not_the_identity():
+    torch.manual_seed(7)
+    x = torch.randn(1, 3, 128, 16, 16)
+    reference = randomise_zero_inits(synthetic_block())
+    reference_y, _ = reference(x)
+    switches = [
+        dict(size_plus_one=False),
+        dict(normalize_kernels=False),
+        dict(temporal_first=False),
+        dict(anchors="grid"),
+    ]
+    for switch in switches:
+        block = synthetic_block(**switch)
+        assert torch.equal(block(x)[0], x), switch
+        block.load_state_dict(reference.state_dict())
+        assert not torch.allclose(block(x)[0], reference_y), switch
+    concat = synthetic_block(messages="concat")
+    assert concat.graph.message_mlp.in_features == 64
+
+
+def test_clamp_and_position_gradient_switches():
+    torch.manual_seed(8)
+    block = randomise_zero_inits(synthetic_block(clamp_centers=False))
+    with torch.no_grad():
+        block.region_generator.gamma.fill_(50.0)
+    _, aux = block(torch.randn(1, 2, 128, 16, 16))
+    assert aux["regions"][..., :2].max() > 15  # beyond the clamp at H - 1
+    x = torch.randn(1, 2, 128, 16, 16)
+    grads = []
+    for position_grad in (True, False):
+        torch.manual_seed(9)
+        block = randomise_zero_inits(synthetic_block(position_grad=position_grad))
+        block(x)[0].square().sum().backward()
+        grads.append(block.region_generator.gamma.grad)
+    assert grads[1].abs().sum() > 0  # the pooling path still teaches the regions
+    assert not torch.allclose(grads[0], grads[1])  # but the position embedding no longer does
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: synthetic_block(variant="dynamic"), "variant must be one of.*'dynamic'"),
+        (lambda: DyRegBlock(0, 16, 16), "in_channels must be a positive integer, got 0"),
+        (lambda: synthetic_block(anchors="corner"), "anchors must be 'center' or 'grid', got 'corner'"),
+        (lambda: synthetic_block(messages="mean"), "messages must be one of.*'mean'"),
+        (lambda: synthetic_block(num_nodes=6, grid=(2, 2)), r"grid \(2, 2\) does not hold num_nodes=6"),
+    ],
+)
+def test_bad_construction_is_named(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 128, 16, 16), (1, 2, 64, 16, 16), (1, 2, 128, 14, 14)],
+)
+def test_bad_input_shape_is_named(shape):
+    with pytest.raises(ValueError, match=r"\[B, T, 128, 16, 16\].*" + str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")):
+        synthetic_block()(torch.randn(*shape))

@@ -1,0 +1,87 @@
+"""The block equals the authors' module on their golden tensors (../shared/fixtures/official)."""
+
+import pytest
+import torch
+
+from dyreg_edu.dyreg import DyRegBlock
+from dyreg_edu.notebook import fixtures_dir
+from dyreg_edu.official import convert_state_dict
+
+FIXTURES = ["synthetic_block", "synthetic_block_lite", "tsm_layer3_block", "tsm_layer4_block"]
+AUTHORS_REGION_ORDER = [3, 2, 1, 0]  # ours (cx, cy, sx, sy) -> theirs (size_h, size_w, centre_y, centre_x)
+
+
+def load_fixture(name):
+    folder = fixtures_dir()
+    if folder is None:
+        pytest.fail("golden fixtures not found: put shared/ beside the repository or set DYREG_SHARED")
+    return torch.load(folder / f"{name}.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module", params=FIXTURES)
+def run(request):
+    fixture = load_fixture(request.param)
+    block = DyRegBlock.from_official(fixture["state_dict"], fixture["config"]).eval()
+    with torch.no_grad():
+        output, aux = block(fixture["input"])
+    return fixture, block, output, aux
+
+
+def max_diff(a, b):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a - b).abs().max().item()
+
+
+def test_regions_match(run):
+    fixture, _, _, aux = run
+    assert max_diff(aux["regions"][..., AUTHORS_REGION_ORDER], fixture["regions"]) < 1e-4
+
+
+def test_kernels_match(run):
+    fixture, _, _, aux = run
+    assert max_diff(aux["kernels"], fixture["kernels"]) < 1e-5
+
+
+def test_nodes_match(run):
+    fixture, _, _, aux = run
+    assert max_diff(aux["nodes_in"], fixture["nodes_in"]) < 1e-4
+    assert max_diff(aux["nodes_out"], fixture["nodes_out"]) < 1e-4
+
+
+def test_output_matches(run):
+    fixture, _, output, _ = run
+    assert max_diff(output, fixture["output"]) < 1e-4
+    # the fixtures randomise the residual LayerNorm, so the branch really contributes
+    assert max_diff(output, fixture["input"]) > 1e-2
+
+
+def test_fixture_regions_moved_away_from_anchor(run):
+    fixture, block, _, aux = run
+    anchor = torch.tensor([block.width / 2, block.height / 2])
+    assert (aux["regions"][..., :2] - anchor).abs().max() > 0.5
+
+
+def test_every_learned_parameter_is_loaded():
+    fixture = load_fixture("synthetic_block")
+    converted = convert_state_dict(fixture["state_dict"])
+    block = DyRegBlock.from_official(fixture["state_dict"], fixture["config"])
+    assert set(converted) == set(block.state_dict())
+    assert sum(p.numel() for p in block.parameters()) == 290_088
+
+
+def test_lite_counts_all_but_the_unused_norm():
+    fixture = load_fixture("synthetic_block_lite")
+    block = DyRegBlock.from_official(fixture["state_dict"], fixture["config"])
+    unused = sum(v.numel() for k, v in fixture["state_dict"].items() if "offset_location_emb" in k)
+    assert unused == 64
+    assert sum(p.numel() for p in block.parameters()) + unused == 42_033
+
+
+def test_converter_rejects_unknown_names():
+    fixture = load_fixture("synthetic_block")
+    state = dict(fixture["state_dict"])
+    state["dynamic_graph.mystery.weight"] = torch.zeros(1)
+    with pytest.raises(KeyError, match="mystery"):
+        DyRegBlock.from_official(state, fixture["config"])
+    with pytest.raises(KeyError, match="region_dim"):
+        DyRegBlock.from_official(fixture["state_dict"], {k: v for k, v in fixture["config"].items() if k != "region_dim"})
