@@ -1,0 +1,156 @@
+"""The chapter notebooks carry what the book and Colab need (tools/notebooks.py check)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tools import notebooks as nbtool
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_toc_notebook_passes_check():
+    problems = nbtool.check(root=REPO_ROOT)
+    assert not problems, "\n".join(problems)
+
+
+def test_repository_url_has_one_home():
+    url, branch = nbtool.repository(REPO_ROOT)
+    assert url.startswith("https://github.com/") and branch
+    # the rest of the repository gets it from _config.yml, not by copy
+    for nb in nbtool.toc_notebooks(REPO_ROOT):
+        assert url in nbformat.read(str(nb), as_version=4).cells[1].source
+
+
+# ---------------------------------------------------------------------------
+# The checker itself, on a throw-away book
+# ---------------------------------------------------------------------------
+
+URL = "https://github.com/someone/somebook"
+
+
+@pytest.fixture
+def book(tmp_path):
+    (tmp_path / "_config.yml").write_text(
+        f"title: t\nrepository:\n  url: {URL}\n  path_to_book: ''\n  branch: main\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/ch1\n")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Chapter 1"),
+                nbformat.v4.new_code_cell("print(1 + 1)")]
+    nb.metadata["kernelspec"] = {"name": "conda-env-py37-py", "display_name": "x", "language": "python"}
+    path = tmp_path / "book" / "ch1.ipynb"
+    nbformat.write(nb, str(path))
+    return tmp_path, path
+
+
+def _fake_execute(path: Path, outputs=None):
+    nb = nbformat.read(str(path), as_version=4)
+    n = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            n += 1
+            cell.execution_count = n
+            cell.outputs = []
+    nb.cells[-1].outputs = outputs if outputs is not None else [
+        nbformat.v4.new_output("stream", name="stdout", text="2\n")]
+    nbtool.normalize_metadata(nb)
+    nbformat.write(nb, str(path))
+
+
+def test_toc_lists_only_notebooks(book):
+    root, path = book
+    assert nbtool.toc_notebooks(root) == [path]
+
+
+def test_check_reports_a_raw_notebook(book):
+    root, path = book
+    problems = "\n".join(nbtool.check(root=root))
+    assert "Colab badge" in problems
+    assert "setup cell" in problems
+    assert "'conda-env-py37-py'" in problems
+    assert "no stored outputs" in problems
+
+
+def test_sync_then_execute_passes(book):
+    root, path = book
+    assert nbtool.sync_colab([path], root) == [path]
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.cells[0].source == (
+        f'<a href="https://colab.research.google.com/github/someone/somebook/blob/main/book/ch1.ipynb" '
+        f'target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" '
+        f'alt="Open In Colab"/></a>')
+    assert "remove-cell" in nb.cells[0].metadata["tags"]
+    assert f"git+{URL}" in nb.cells[1].source
+    assert '"google.colab" in sys.modules' in nb.cells[1].source
+    assert nb.cells[2].source == "# Chapter 1"
+    _fake_execute(path)
+    assert nbtool.check(root=root) == []
+    # idempotent: a second sync changes nothing, outputs kept
+    assert nbtool.sync_colab([path], root) == []
+    assert nbtool.check(root=root) == []
+
+
+def test_setup_cell_is_harmless_outside_colab(book):
+    root, _ = book
+    exec(compile(nbtool.setup_source(root), "<setup>", "exec"), {})
+
+
+def test_check_catches_error_outputs(book):
+    root, path = book
+    nbtool.sync_colab([path], root)
+    err = nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[])
+    _fake_execute(path, outputs=[err])
+    problems = nbtool.check(root=root)
+    assert len(problems) == 1 and "ValueError: boom" in problems[0]
+
+
+def test_check_catches_out_of_order_execution(book):
+    root, path = book
+    nbtool.sync_colab([path], root)
+    _fake_execute(path)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[1].execution_count, nb.cells[3].execution_count = 5, 2
+    nbformat.write(nb, str(path))
+    assert any("out of order" in p for p in nbtool.check(root=root))
+
+
+def test_url_change_in_config_is_detected_and_synced(book):
+    root, path = book
+    nbtool.sync_colab([path], root)
+    _fake_execute(path)
+    cfg = root / "_config.yml"
+    cfg.write_text(cfg.read_text().replace("someone/somebook", "other/place"))
+    problems = nbtool.check(root=root)
+    assert any("badge" in p for p in problems) and any("setup cell" in p for p in problems)
+    nbtool.sync_colab([path], root)
+    nb = nbformat.read(str(path), as_version=4)
+    assert "github/other/place/blob/main/book/ch1.ipynb" in nb.cells[0].source
+    assert "git+https://github.com/other/place" in nb.cells[1].source
+
+
+def test_missing_toc_file_is_reported(book):
+    root, path = book
+    path.unlink()
+    assert any("does not exist" in p for p in nbtool.check(root=root))
+
+
+def test_cli_check_exit_codes(book):
+    root, path = book
+    assert nbtool.main(["--root", str(root), "check"]) == 1
+    nbtool.main(["--root", str(root), "sync-colab"])
+    _fake_execute(path)
+    assert nbtool.main(["--root", str(root), "check"]) == 0
+
+
+def test_execute_runs_in_a_real_kernel(book):
+    root, path = book
+    nbtool.sync_colab([path], root)
+    nbtool.execute([path], timeout=120)
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.cells[-1].outputs[0]["text"] == "2\n"
+    assert nbtool.check(root=root) == []
