@@ -21,7 +21,9 @@ def test_repository_url_has_one_home():
     assert url.startswith("https://github.com/") and branch
     # the rest of the repository gets it from _config.yml, not by copy
     for nb in nbtool.toc_notebooks(REPO_ROOT):
-        assert url in nbformat.read(str(nb), as_version=4).cells[1].source
+        cells = nbformat.read(str(nb), as_version=4).cells
+        setup = [c for c in cells if nbtool.SETUP_TAG in c.metadata.get("tags", [])]
+        assert len(setup) == 1 and url in setup[0].source
 
 
 # ---------------------------------------------------------------------------
@@ -80,6 +82,8 @@ def test_sync_then_execute_passes(book):
     root, path = book
     assert nbtool.sync_colab([path], root) == [path]
     nb = nbformat.read(str(path), as_version=4)
+    assert nb.cells[0].source == "# Chapter 1"  # the title stays on top
+    nb.cells = nb.cells[1:]
     assert nb.cells[0].source == (
         f'<a href="https://colab.research.google.com/github/someone/somebook/blob/main/book/ch1.ipynb" '
         f'target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" '
@@ -87,7 +91,7 @@ def test_sync_then_execute_passes(book):
     assert "remove-cell" in nb.cells[0].metadata["tags"]
     assert f"git+{URL}" in nb.cells[1].source
     assert '"google.colab" in sys.modules' in nb.cells[1].source
-    assert nb.cells[2].source == "# Chapter 1"
+    assert nb.cells[2].source == "print(1 + 1)"
     _fake_execute(path)
     assert nbtool.check(root=root) == []
     # idempotent: a second sync changes nothing, outputs kept
@@ -114,7 +118,7 @@ def test_check_catches_out_of_order_execution(book):
     nbtool.sync_colab([path], root)
     _fake_execute(path)
     nb = nbformat.read(str(path), as_version=4)
-    nb.cells[1].execution_count, nb.cells[3].execution_count = 5, 2
+    nb.cells[2].execution_count, nb.cells[3].execution_count = 5, 2
     nbformat.write(nb, str(path))
     assert any("out of order" in p for p in nbtool.check(root=root))
 
@@ -129,8 +133,8 @@ def test_url_change_in_config_is_detected_and_synced(book):
     assert any("badge" in p for p in problems) and any("setup cell" in p for p in problems)
     nbtool.sync_colab([path], root)
     nb = nbformat.read(str(path), as_version=4)
-    assert "github/other/place/blob/main/book/ch1.ipynb" in nb.cells[0].source
-    assert "git+https://github.com/other/place" in nb.cells[1].source
+    assert "github/other/place/blob/main/book/ch1.ipynb" in nb.cells[1].source
+    assert "git+https://github.com/other/place" in nb.cells[2].source
 
 
 def test_missing_toc_file_is_reported(book):
@@ -153,4 +157,16 @@ def test_execute_runs_in_a_real_kernel(book):
     nbtool.execute([path], timeout=120)
     nb = nbformat.read(str(path), as_version=4)
     assert nb.cells[-1].outputs[0]["text"] == "2\n"
+    assert nbtool.check(root=root) == []
+
+
+def test_notebook_without_title_starts_with_badge(book):
+    root, path = book
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells = nb.cells[1:]  # no title cell
+    nbformat.write(nb, str(path))
+    nbtool.sync_colab([path], root)
+    nb = nbformat.read(str(path), as_version=4)
+    assert [c.metadata.get("tags", [])[:1] for c in nb.cells[:2]] == [["colab-badge"], ["colab-setup"]]
+    _fake_execute(path)
     assert nbtool.check(root=root) == []

@@ -6,7 +6,8 @@
 
 With no NOTEBOOK, each command works on every notebook listed in ``_toc.yml``.
 
-Every chapter starts with two cells that this tool owns and rewrites:
+Every chapter starts (after its title cell, a markdown cell beginning with
+``# Title``, if it has one) with two cells that this tool owns and rewrites:
 
 1. a markdown cell (tags ``colab-badge``, ``remove-cell``) with an "Open in Colab"
    badge. ``remove-cell`` keeps it out of the HTML book, which has its own launch
@@ -119,8 +120,9 @@ def setup_source(root: Path = REPO_ROOT) -> str:
         "import subprocess\n"
         "import sys\n"
         "\n"
+        f'PACKAGE = "git+{url}"\n'
         'if "google.colab" in sys.modules:\n'
-        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+{url}"], check=True)'
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)'
     )
 
 
@@ -130,6 +132,11 @@ def _tags(cell) -> list[str]:
 
 def _owned(cell) -> bool:
     return bool({BADGE_TAG, SETUP_TAG} & set(_tags(cell)))
+
+
+def _is_title(cell) -> bool:
+    """A markdown cell that opens with the chapter's level-1 heading stays on top."""
+    return cell.cell_type == "markdown" and not _owned(cell) and cell.source.lstrip().startswith("# ")
 
 
 def _reuse_or_make(old, new):
@@ -154,7 +161,8 @@ def sync_notebook(nb, path: Path, root: Path = REPO_ROOT):
     setup = nbformat.v4.new_code_cell(setup_source(root), id=SETUP_TAG,
                                       metadata={"tags": [SETUP_TAG]})
     rest = [c for c in nb.cells if not _owned(c)]
-    nb.cells = [_reuse_or_make(old_badge, badge), _reuse_or_make(old_setup, setup)] + rest
+    head = [rest.pop(0)] if rest and _is_title(rest[0]) else []
+    nb.cells = head + [_reuse_or_make(old_badge, badge), _reuse_or_make(old_setup, setup)] + rest
     return nb
 
 
@@ -223,13 +231,13 @@ def check_notebook(path: Path, root: Path = REPO_ROOT) -> list[str]:
         return [f"{name}: listed in _toc.yml but the file does not exist"]
     nb = _read(path)
     problems = []
-    cells = nb.cells
+    cells = nb.cells[1:] if nb.cells and _is_title(nb.cells[0]) else nb.cells
     if not cells or cells[0].cell_type != "markdown" or BADGE_TAG not in _tags(cells[0]):
-        problems.append(f"{name}: the first cell must be the Colab badge (run: python tools/notebooks.py sync-colab)")
+        problems.append(f"{name}: the first cell (after the title) must be the Colab badge (run: python tools/notebooks.py sync-colab)")
     elif cells[0].source != badge_source(path, root):
         problems.append(f"{name}: the Colab badge does not match _config.yml repository.url (run sync-colab)")
     if len(cells) < 2 or cells[1].cell_type != "code" or SETUP_TAG not in _tags(cells[1]):
-        problems.append(f"{name}: the second cell must be the Colab setup cell (run: python tools/notebooks.py sync-colab)")
+        problems.append(f"{name}: the cell after the badge must be the Colab setup cell (run: python tools/notebooks.py sync-colab)")
     elif cells[1].source != setup_source(root):
         problems.append(f"{name}: the Colab setup cell does not match _config.yml repository.url (run sync-colab)")
 
@@ -237,7 +245,7 @@ def check_notebook(path: Path, root: Path = REPO_ROOT) -> list[str]:
     if kernel != "python3":
         problems.append(f"{name}: kernelspec name is {kernel!r}, expected 'python3'")
 
-    code = [(i, c) for i, c in enumerate(cells) if c.cell_type == "code" and c.source.strip()]
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
     unexecuted = [i for i, c in code if c.get("execution_count") is None]
     if unexecuted:
         problems.append(f"{name}: code cells {unexecuted} have no stored outputs (run: make notebooks)")
