@@ -194,7 +194,9 @@ class DyRegBlock(nn.Module):
         aux: dict[str, Tensor] = {}
         if self.region_generator is not None:
             aux["regions"], aux["offsets"] = self.region_generator(x)
-            kernels = region_kernels(aux["regions"], self.height, self.width, self.normalize_kernels, self.kernel_eps)
+            kernels = region_kernels(
+                aux["regions"], self.height, self.width, self.normalize_kernels, self.kernel_eps, check=False
+            )
         elif self.semantic is not None:
             kernels = self.semantic(rearrange(x, "b t c h w -> (b t) c h w"))
             kernels = rearrange(kernels, "(b t) n h w -> b t n h w", b=batch)

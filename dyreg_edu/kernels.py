@@ -25,7 +25,7 @@ def _check_last_dim(name: str, tensor: Tensor, size: int, meaning: str) -> None:
         )
 
 
-def tent(center: Tensor | float, size: Tensor | float, length: int) -> Tensor:
+def tent(center: Tensor | float, size: Tensor | float, length: int, *, check: bool = True) -> Tensor:
     r"""The one-dimensional tent of Eq. 6: :math:`k(p) = \max(0, s - |c - p|)`.
 
     Args:
@@ -33,6 +33,8 @@ def tent(center: Tensor | float, size: Tensor | float, length: int) -> Tensor:
         size: the half-extent :math:`s` in pixels, broadcastable with ``center``.
             Must be positive.
         length: the number of pixels on this axis; ``p = 0 .. length - 1``.
+        check: raise on non-positive sizes. The block turns this off: its sizes are
+            positive by construction, and the check would wait for the GPU every call.
 
     Returns:
         ``[..., length]``: the weight of every pixel.
@@ -46,7 +48,7 @@ def tent(center: Tensor | float, size: Tensor | float, length: int) -> Tensor:
     if not center.is_floating_point():
         center = center.to(torch.get_default_dtype())
     size = torch.as_tensor(size, dtype=center.dtype, device=center.device)
-    if (size <= 0).any():
+    if check and (size <= 0).any():
         raise ValueError(f"region sizes must be positive (half-extents in pixels), got min {size.min().item():g}")
     positions = torch.arange(length, dtype=center.dtype, device=center.device)
     center, size = torch.broadcast_tensors(center, size)
@@ -59,6 +61,8 @@ def region_kernels(
     width: int,
     normalize: bool = True,
     eps: float = AUTHORS_KERNEL_EPS,
+    *,
+    check: bool = True,
 ) -> Tensor:
     r"""Eq. 5: the kernel of each region, the outer product of its two tents.
 
@@ -70,14 +74,15 @@ def region_kernels(
         normalize: ``True`` (the authors' code) divides each kernel by its sum, so that
             pooling is a weighted *average*; ``False`` keeps the raw weights of Eq. 7.
         eps: added to the sum before dividing (the authors' 1e-37).
+        check: raise on non-positive sizes (see :func:`tent`).
 
     Returns:
         ``[..., N, H, W]``.
     """
     _check_last_dim("regions", regions, 4, "(cx, cy, sx, sy) per node")
     cx, cy, sx, sy = regions.unbind(-1)
-    rows = tent(cy, sy, height)  # [..., N, H]
-    cols = tent(cx, sx, width)  # [..., N, W]
+    rows = tent(cy, sy, height, check=check)  # [..., N, H]
+    cols = tent(cx, sx, width, check=check)  # [..., N, W]
     kernels = torch.einsum("...h,...w->...hw", rows, cols)
     if normalize:
         kernels = kernels / (kernels.sum(dim=(-2, -1), keepdim=True) + eps)

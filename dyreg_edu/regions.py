@@ -355,6 +355,8 @@ class RegionGenerator(nn.Module):
         self.clamp_centers = clamp_centers
         if variant == "pos_only" and fixed_size is None:
             fixed_size = height / (2 * self.grid[0]) + 1
+        if fixed_size is not None and fixed_size <= 0:
+            raise ValueError(f"fixed_size must be a positive half-extent in pixels, got {fixed_size}")
         self.fixed_size = fixed_size if variant == "pos_only" else None
         if variant == "static":
             self.static_latents = nn.Parameter(torch.randn(num_nodes, region_dim))

@@ -1,0 +1,218 @@
+"""Whole models: the MultiSyncMNIST ResNet-18 and TSM-ResNet-50 with DyReg blocks.
+
+- :func:`syncmnist_model`: the paper's synthetic-data model (Appendix E.1): a 2D
+  ResNet-18 with three stages (the authors' ``resnet13``), one grey channel, a DyReg
+  block between ``layer2`` and ``layer3`` (``128 x 16 x 16`` projected to 32 channels),
+  per-frame logits averaged over the frames. Parameter counts match Table 6.
+- :func:`tsm_resnet`: TSM-ResNet-50 (residual temporal shift of 1/8 + 1/8 channels) with
+  DyReg inside the bottlenecks ``layer2[2]`` (res3), ``layer3[4]`` (res4) and ``layer4[1]``
+  (res5), after the 3x3 conv, as the authors place it. Parameter counts match Table 12.
+- :func:`count_macs`: multiply-accumulates of one forward pass.
+- :func:`collect_aux`: the regions and kernels of every DyReg block during a forward pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torchvision
+from einops import rearrange, reduce
+from torch import Tensor, nn
+
+from .dyreg import VARIANTS, DyRegBlock
+
+SYNC_BLOCK = dict(in_channels=128, height=16, width=16, node_dim=32, region_dim=32)
+
+#: Where the authors put DyReg in TSM-ResNet-50 at 224 x 224: (layer, block) and the block's config.
+TSM_STAGES = {
+    "res3": (("layer2", 2), dict(in_channels=128, height=28, width=28, node_dim=128, region_dim=128)),
+    "res4": (("layer3", 4), dict(in_channels=256, height=14, width=14, node_dim=256, region_dim=128)),
+    "res5": (("layer4", 1), dict(in_channels=512, height=7, width=7, node_dim=256, region_dim=128)),
+}
+
+
+def _check_video(video: Tensor, channels: int, size: int | None = None) -> None:
+    if video.dim() != 5 or video.shape[2] != channels or (size is not None and video.shape[-2:] != (size, size)):
+        expected = f"[B, T, {channels}, {size or 'H'}, {size or 'W'}]"
+        raise ValueError(f"video must be {expected}, got {tuple(video.shape)}")
+
+
+class SyncMNISTModel(nn.Module):
+    """ResNet-18 (3 stages, grey input) with an optional graph block after ``layer2``.
+
+    ``forward(video [B, T, 1, 128, 128] in [0, 1]) -> logits [B, num_classes]``; with
+    ``return_aux=True`` also the block's aux dict (regions, kernels, ...).
+    """
+
+    def __init__(self, variant: str = "dyreg", num_classes: int = 56, num_nodes: int = 9, **block_kwargs):
+        super().__init__()
+        if variant != "resnet18" and variant not in VARIANTS:
+            raise ValueError(f"variant must be 'resnet18' or one of {VARIANTS}, got {variant!r}")
+        resnet = torchvision.models.resnet18(weights=None)
+        self.stem = nn.Sequential(nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False), resnet.bn1, resnet.relu, resnet.maxpool)
+        self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
+        self.graph = None if variant == "resnet18" else DyRegBlock(**SYNC_BLOCK, variant=variant, num_nodes=num_nodes, **block_kwargs)
+        self.classifier = nn.Linear(256, num_classes)
+
+    def forward(self, video: Tensor, return_aux: bool = False):
+        _check_video(video, 1)
+        batch = video.shape[0]
+        x = rearrange(video * 2 - 1, "b t c h w -> (b t) c h w")  # [0, 1] -> [-1, 1], as the authors' loader hints
+        x = self.layer2(self.layer1(self.stem(x)))
+        aux = {}
+        if self.graph is not None:
+            x, aux = self.graph(rearrange(x, "(b t) c h w -> b t c h w", b=batch))
+            x = rearrange(x, "b t c h w -> (b t) c h w")
+        x = reduce(self.layer3(x), "bt c h w -> bt c", "mean")
+        logits = reduce(self.classifier(x), "(b t) k -> b k", "mean", b=batch)
+        return (logits, aux) if return_aux else logits
+
+
+def syncmnist_model(variant: str = "dyreg", *, num_classes: int = 56, num_nodes: int = 9, **block_kwargs) -> SyncMNISTModel:
+    """The MultiSyncMNIST model of the paper; ``variant="resnet18"`` is the backbone alone.
+
+    Extra keyword arguments go to :class:`~dyreg_edu.dyreg.DyRegBlock` (the switches).
+    """
+    return SyncMNISTModel(variant, num_classes, num_nodes, **block_kwargs)
+
+
+# --------------------------------------------------------------------------- TSM
+
+
+def temporal_shift(x: Tensor, num_frames: int, fold_div: int = 8) -> Tensor:
+    """TSM's shift (Lin et al., 2019): ``1/fold_div`` of the channels take the next frame's
+    values, the next ``1/fold_div`` the previous frame's, the rest stay; zeros at the ends.
+
+    Shapes: ``[(B T), C, H, W] -> [(B T), C, H, W]``.
+    """
+    x = rearrange(x, "(b t) c h w -> b t c h w", t=num_frames)
+    fold = x.shape[2] // fold_div
+    shifted = torch.zeros_like(x)
+    shifted[:, :-1, :fold] = x[:, 1:, :fold]  # from the future
+    shifted[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]  # from the past
+    shifted[:, :, 2 * fold :] = x[:, :, 2 * fold :]
+    return rearrange(shifted, "b t c h w -> (b t) c h w")
+
+
+class ShiftThen(nn.Module):
+    """``module(temporal_shift(x))``: the residual shift on a bottleneck's first conv."""
+
+    def __init__(self, module: nn.Module, num_frames: int, fold_div: int = 8):
+        super().__init__()
+        self.net, self.num_frames, self.fold_div = module, num_frames, fold_div
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(temporal_shift(x, self.num_frames, self.fold_div))
+
+
+class ThenGraph(nn.Module):
+    """``graph(conv(x))`` on ``(B T)``-stacked frames: DyReg after a bottleneck's 3x3 conv."""
+
+    def __init__(self, conv: nn.Module, graph: DyRegBlock, num_frames: int):
+        super().__init__()
+        self.conv, self.graph, self.num_frames = conv, graph, num_frames
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = rearrange(self.conv(x), "(b t) c h w -> b t c h w", t=self.num_frames)
+        y, _ = self.graph(x)
+        return rearrange(y, "b t c h w -> (b t) c h w")
+
+
+class TSMResNet(nn.Module):
+    """TSM-ResNet with DyReg blocks; ``forward(video [B, T, 3, 224, 224]) -> logits [B, K]``.
+
+    The head follows the authors' TSN: global average pool, dropout, a linear layer
+    initialised N(0, 0.001), and frame logits averaged over time.
+    """
+
+    def __init__(self, depth, num_classes, num_frames, graph_stages, regions, pretrained, dropout=0.5):
+        super().__init__()
+        builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50, 101: torchvision.models.resnet101}
+        if depth not in builders:
+            raise ValueError(f"depth must be one of {sorted(builders)}, got {depth}")
+        unknown = set(graph_stages) - set(TSM_STAGES)
+        if unknown:
+            raise ValueError(f"graph_stages must be a subset of {tuple(TSM_STAGES)}, got {tuple(graph_stages)}")
+        if regions not in ("dyreg", "fixed"):
+            raise ValueError(f"regions must be 'dyreg' or 'fixed', got {regions!r}")
+        if graph_stages and depth != 50:
+            raise ValueError(f"graph placements are those of the authors' ResNet-50; got depth={depth}")
+        self.num_frames = num_frames
+        self.backbone = builders[depth](weights=_pretrained_weights(depth) if pretrained else None)
+        for layer in ("layer1", "layer2", "layer3", "layer4"):
+            for block in getattr(self.backbone, layer):
+                block.conv1 = ShiftThen(block.conv1, num_frames)
+        for stage in graph_stages:
+            (layer, index), config = TSM_STAGES[stage]
+            block = getattr(self.backbone, layer)[index]
+            block.conv2 = ThenGraph(block.conv2, DyRegBlock(**config, variant=regions), num_frames)
+        features = self.backbone.fc.in_features
+        self.backbone.fc = nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(features, num_classes)
+        nn.init.normal_(self.classifier.weight, 0, 0.001)
+        nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, video: Tensor) -> Tensor:
+        _check_video(video, 3)
+        if video.shape[1] != self.num_frames:
+            raise ValueError(f"this model was built for {self.num_frames} frames, got {video.shape[1]}")
+        frames = self.backbone(rearrange(video, "b t c h w -> (b t) c h w"))
+        logits = self.classifier(self.dropout(frames))
+        return reduce(logits, "(b t) k -> b k", "mean", t=self.num_frames)
+
+
+def _pretrained_weights(depth: int):
+    names = {18: "ResNet18_Weights", 34: "ResNet34_Weights", 50: "ResNet50_Weights", 101: "ResNet101_Weights"}
+    return getattr(torchvision.models, names[depth]).IMAGENET1K_V1
+
+
+def tsm_resnet(depth: int = 50, *, num_classes: int = 174, num_frames: int = 16, graph_stages=(), regions: str = "dyreg", pretrained: bool = False) -> TSMResNet:
+    """TSM-ResNet (``depth``) with DyReg (or Fixed-grid) graphs at ``graph_stages`` ⊆ ``("res3", "res4", "res5")``.
+
+    ``pretrained=True`` loads torchvision's ImageNet weights (downloaded once by torchvision).
+    """
+    return TSMResNet(depth, num_classes, num_frames, tuple(graph_stages), regions, pretrained)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def count_macs(model: nn.Module, video: Tensor) -> int:
+    """Multiply-accumulates of one forward pass of ``model(video)`` (convolutions, matrix
+    products and everything else torch's FLOP counter knows; FLOPs / 2). The paper's
+    Table 12 calls these FLOPs.
+
+    Put the model and the video on the ``meta`` device (``model.to("meta")``) to count
+    without computing anything: 65.4 G for TSM-R50 at 16 x 224 x 224 that way.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(video)
+    return counter.get_total_flops() // 2
+
+
+@contextlib.contextmanager
+def collect_aux(model: nn.Module) -> Iterator[dict[str, dict]]:
+    """Record the aux dict (regions, kernels, ...) of every DyReg block of ``model`` during
+    the forward passes inside the ``with`` block: ``{module name: aux}``.
+
+    >>> with collect_aux(model) as aux:
+    ...     logits = model(video)
+    >>> aux["backbone.layer3.4.conv2.graph"]["regions"].shape
+    """
+    records: dict[str, dict] = {}
+    handles = [
+        module.register_forward_hook(lambda _m, _i, out, name=name: records.__setitem__(name, out[1]))
+        for name, module in model.named_modules()
+        if isinstance(module, DyRegBlock)
+    ]
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
