@@ -1,0 +1,157 @@
+"""Benchmark: vectorised MultiSyncMNIST ``batch`` against the obvious per-video numpy loop.
+
+Both make the same kind of videos (same sprites, label drawn over 56 classes,
+clipped random walk with a shared synchronous step, paste by maximum) into a
+freshly allocated uint8 array. Torch runs on one thread (``--threads``).
+Prints videos/s for both and the ratio; ``--device cuda`` adds the GPU rate;
+``--out`` writes the figures as JSON (command, commit, device, date, wall_seconds).
+
+    python benchmarks/multisync.py --videos 1000 --out results/benchmarks/multisync_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data_gen.multisync import NO_SYNC, NUM_CLASSES, MultiSyncMNIST, pair_of  # noqa: E402
+
+
+def numpy_loop(ds: MultiSyncMNIST, indices, seed: int = 0) -> dict:
+    """The obvious generator: loop over videos, frames and digits, paste 15x15 sprites."""
+    g, T, D, S = ds.geometry, ds.num_frames, ds.num_digits, ds.size
+    Q, m, L = g.sprite, g.step_hi, g.max_pos_hi
+    sprites = ds._sprites.cpu().numpy().reshape(-1, 4, Q, Q)
+    start, count = ds._class_start.cpu().numpy(), ds._class_count.cpu().numpy()
+    n = len(indices)
+    video = np.zeros((n, T, S, S), np.uint8)
+    labels = np.zeros(n, np.int64)
+    boxes = np.zeros((n, T, D, 4), np.float32)
+    for v, i in enumerate(indices):
+        r = np.random.default_rng([seed, i])
+        label = int(r.integers(NUM_CLASSES))
+        sync = np.zeros(D, bool)
+        digits = r.integers(0, 10, D)
+        if label != NO_SYNC:
+            lo, hi = pair_of(label)
+            weights = np.array([math.comb(D, k) for k in range(2, D + 1)], float)
+            k = 2 + r.choice(D - 1, p=weights / weights.sum())
+            members = r.permutation(D)[:k]
+            sync[members] = True
+            digits[members] = r.integers(lo, hi + 1, k)
+            digits[members[0]], digits[members[1]] = lo, hi
+        sprite = [start[c] + r.integers(count[c]) for c in digits]
+        pos = r.integers(0, L + 1, (D, 2))
+        trajectory = [pos.copy()]
+        for t in range(T - 1):
+            step = np.zeros((D, 2), np.int64)
+            for a in range(2):
+                slo, shi = -m, m
+                for d in range(D):
+                    lo_, hi_ = max(-m, -pos[d, a]), min(m, L - pos[d, a])
+                    step[d, a] = r.integers(lo_, hi_ + 1)
+                    if sync[d]:
+                        slo, shi = max(slo, lo_), min(shi, hi_)
+                shared = r.integers(slo, shi + 1) if sync.any() else 0
+                step[sync, a] = shared
+            pos = pos + step
+            trajectory.append(pos.copy())
+        for t in range(T):
+            for d in range(D):
+                x, y = trajectory[t][d]
+                patch = sprites[sprite[d], (y % 2) * 2 + x % 2]
+                window = video[v, t, y // 2:y // 2 + Q, x // 2:x // 2 + Q]
+                np.maximum(window, patch, out=window)
+                boxes[v, t, d] = (x / 2, y / 2, (x + g.digit_hi) / 2, (y + g.digit_hi) / 2)
+        labels[v] = label
+    return {"video": video, "label": labels, "boxes": boxes}
+
+
+def rate(fn, n: int, repeats: int, sync=lambda: None) -> float:
+    fn()
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--videos", type=int, default=1000, help="videos per timed call on CPU")
+    p.add_argument("--loop-videos", type=int, default=None, help="videos for the numpy loop (default: --videos)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="'cuda' also times the GPU")
+    p.add_argument("--gpu-videos", type=int, default=20000)
+    p.add_argument("--out", default=None, help="write the figures to this JSON file")
+    args = p.parse_args(argv)
+    wall0 = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    ds = MultiSyncMNIST("train", num_videos=max(args.videos, args.gpu_videos), device="cpu")
+    idx = torch.arange(args.videos)
+    torch_rate = rate(lambda: ds.batch(idx), args.videos, args.repeats)
+    n_loop = args.loop_videos or args.videos
+    loop_rate = rate(lambda: numpy_loop(ds, range(n_loop)), n_loop, args.repeats)
+    result = {"videos": args.videos, "threads": args.threads, "torch_batch_videos_per_s": round(torch_rate, 1),
+              "numpy_loop_videos_per_s": round(loop_rate, 1), "ratio": round(torch_rate / loop_rate, 2),
+              "digits": ds.digit_source}
+    print(f"torch batch, {args.threads} thread(s): {torch_rate:10,.0f} videos/s")
+    print(f"numpy loop,  1 thread:    {loop_rate:10,.0f} videos/s")
+    print(f"ratio: {torch_rate / loop_rate:.1f}x")
+    if args.device.startswith("cuda"):
+        if torch.cuda.is_available():
+            gds = MultiSyncMNIST("train", num_videos=args.gpu_videos, device=args.device)
+            gidx = torch.arange(args.gpu_videos, device=args.device)
+            gpu_rate = rate(lambda: gds.batch(gidx), args.gpu_videos, args.repeats, torch.cuda.synchronize)
+            same = torch.equal(gds.batch(gidx[:64])["video"].cpu(), ds.batch(idx[:64])["video"])
+            result.update(gpu=torch.cuda.get_device_name(), gpu_videos_per_s=round(gpu_rate, 1), gpu_equals_cpu=same)
+            print(f"{torch.cuda.get_device_name()}: {gpu_rate:,.0f} videos/s (same bytes as CPU: {same})")
+        else:
+            print("cuda requested but not available")
+    result.update(command="python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:] if argv is None else argv),
+                  commit=_commit(), device=cpu_model(), torch=torch.__version__,
+                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  wall_seconds=round(time.perf_counter() - wall0, 1))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.out}")
+    return result
+
+
+def _commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True,
+                                       cwd=os.path.dirname(os.path.abspath(__file__))).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()
