@@ -174,7 +174,7 @@ def plot_regions(ax, regions, *, height: int | None = None, width: int | None = 
         if k.ndim != 3 or k.shape[0] != r.shape[0]:
             raise ValueError(f"kernels must be [N, H, W] with N = {r.shape[0]}, got shape {k.shape}")
         height, width = k.shape[1:]
-        ax.imshow(k.sum(0), cmap="magma")
+        ax.imshow(k.sum(0), cmap="magma", vmin=0.0)
     rects = []
     for i, (cx, cy, sx, sy) in enumerate(r):
         rect = Rectangle((cx - sx, cy - sy), 2 * sx, 2 * sy, fill=False, lw=lw, edgecolor=node_color(i))
