@@ -1,4 +1,4 @@
-r"""Graph processing: paper Eq. 8-9 (Section 3.2), as the authors' code computes it.
+r"""Graph processing: paper Eq. 8-9 (Section 3.3), as the authors' code computes it.
 
 Nodes ``v`` are ``[B, T, N, C]``. One *iteration* (K = 3 of them, Appendix C) is
 
@@ -55,7 +55,7 @@ def attention_weights(queries: Tensor, keys: Tensor) -> Tensor:
 
 
 class SpatioTemporalGraph(nn.Module):
-    r"""The spatio-temporal graph of Section 3.2 (the authors' ``RSTG``), any number of nodes.
+    r"""The spatio-temporal graph of Section 3.3 (the authors' ``RSTG``), any number of nodes.
 
     Args:
         channels: node dimension ``C``.
