@@ -35,7 +35,7 @@ def numpy_loop(ds: MultiSyncMNIST, indices, seed: int = 0) -> dict:
     """The obvious generator: loop over videos, frames and digits, paste 15x15 sprites; yields videos."""
     g, T, D, S = ds.geometry, ds.num_frames, ds.num_digits, ds.size
     Q, m, L = g.sprite, g.step_hi, g.max_pos_hi
-    sprites = ds._sprites.cpu().numpy().reshape(-1, 4, Q, Q)
+    sprites = ds.sprites.numpy()
     start, count = ds._class_start.cpu().numpy(), ds._class_count.cpu().numpy()
     for i in indices:
         video = np.zeros((T, S, S), np.uint8)

@@ -200,6 +200,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
             raise ValueError(f"the {self.digit_source} {split} digits lack classes {torch.nonzero(counts == 0).flatten().tolist()}")
         sprites = make_sprites(images[order], geo.digit_hi)
         self.num_sprites = sprites.shape[0]
+        self.sprites = sprites  # uint8 [M, 4, Q, Q] on CPU, sorted by class (phase 2 * y%2 + x%2)
         self._sprites = rearrange(sprites, "m p h w -> (m p) (h w)").to(self.device)
         self._class_count = counts.to(self.device)
         self._class_start = (torch.cumsum(counts, 0) - counts).to(self.device)

