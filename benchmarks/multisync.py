@@ -146,7 +146,8 @@ def main(argv=None) -> dict:
         else:
             print("cuda requested but not available")
     result.update(command="python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:] if argv is None else argv),
-                  commit=_commit(), device=cpu_model(), torch=torch.__version__,
+                  commit=_commit(), device=cpu_model(), cpu_count=os.cpu_count(), torch=torch.__version__,
+                  load_average_1min=round(os.getloadavg()[0], 2),
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   wall_seconds=round(time.perf_counter() - wall0, 1))
     if args.out:
