@@ -204,7 +204,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         self._sprites = rearrange(sprites, "m p h w -> (m p) (h w)").to(self.device)
         self._class_count = counts.to(self.device)
         self._class_start = (torch.cumsum(counts, 0) - counts).to(self.device)
-        self._sprite_labels = labels[order]
+        self.sprite_labels = labels[order]  # int64 [M], classes of self.sprites
         lo, hi = _pair_tables()
         self._pair_lo, self._pair_hi = lo.to(self.device), hi.to(self.device)
         # cdf of the synchronous subset size k = 2..D, uniform over subsets
@@ -315,7 +315,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         earlier = torch.ones(D, D, dtype=torch.bool, device=sync.device).tril(-1)  # [d, e]: e < d
         blame = earlier[None] | sync[:, None, :]
         width = hi - lo + 1  # [B, D, 2]
-        for _ in range(D * int(width.prod(-1).max()) + 8):
+        for _ in range(D * (int(width.prod(-1).max()) if width.numel() else 0) + 8):
             flat = rearrange(steps, "b t d a -> b d (t a)")
             same = (flat[:, :, None] == flat[:, None, :]).all(-1)
             bad = ~sync & (same & blame).any(-1)  # [B, D]
@@ -347,6 +347,8 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         start = rearrange(frame + corner[..., 1] * S + corner[..., 0], "b t d -> d (b t)")
         which = rearrange(sprite[:, None, :] * 4 + phase, "b t d -> d (b t)")
         video = torch.empty(B * T * S * S, dtype=torch.uint8, device=dev)
+        if B == 0:
+            return video.view(B, T, S, S)
         windows = video.as_strided((video.numel() - (Q - 1) * (S + 1), Q, Q), (1, S, 1))
         chunk = max(1, self.PASTE_CHUNK_BYTES // (S * S)) if dev.type == "cpu" else B * T
         patches = self._sprites.index_select(0, which.reshape(-1)).view(D, B * T, Q, Q)

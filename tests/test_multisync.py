@@ -63,6 +63,7 @@ def test_shapes_and_types(ds, big):
     assert len(ds) == 6000
     item = ds[0]
     assert isinstance(item["label"], int) and item["video"].shape == (T, S, S)
+    assert ds.batch([])["video"].shape == (0, T, S, S)
 
 
 def test_labels_consistent_with_digits(big):
