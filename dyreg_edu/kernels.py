@@ -4,7 +4,8 @@ Coordinates are feature-map pixels: the pixel in row ``p``, column ``q`` sits at
 integer point ``(x=q, y=p)``, 0-based. A *region* is the 4-vector ``(cx, cy, sx, sy)``:
 its centre and its half-extent (the :math:`w`, :math:`h` of Eq. 6).
 
-Every function accepts any leading batch dimensions ``...`` (``B`` or ``B, T``).
+Every function accepts any leading batch dimensions ``...`` (``B`` or ``B, T``); those of
+the map and of the kernels broadcast (one map pooled by a batch of kernels, say).
 """
 
 from __future__ import annotations
@@ -89,19 +90,19 @@ def region_kernels(
     return kernels
 
 
-def _check_maps(features: Tensor, kernels: Tensor, feature_name: str) -> None:
+def _check_batch_dims(name: str, tensor: Tensor, batch_shape: torch.Size, kernels: Tensor) -> None:
+    try:
+        torch.broadcast_shapes(batch_shape, kernels.shape[:-3])
+    except RuntimeError:
+        raise ValueError(
+            f"{name} {tuple(tensor.shape)} and kernels {tuple(kernels.shape)} "
+            "must have broadcastable leading (batch) dimensions"
+        ) from None
+
+
+def _check_kernels(kernels: Tensor) -> None:
     if kernels.dim() < 3:
         raise ValueError(f"kernels must have shape [..., N, H, W], got {tuple(kernels.shape)}")
-    if features.shape[-2:] != kernels.shape[-2:]:
-        raise ValueError(
-            f"{feature_name} {tuple(features.shape)} and kernels {tuple(kernels.shape)} "
-            "must share the map size H x W in their last two dimensions"
-        )
-    if features.shape[:-3] != kernels.shape[:-3]:
-        raise ValueError(
-            f"{feature_name} {tuple(features.shape)} and kernels {tuple(kernels.shape)} "
-            "must share their leading (batch) dimensions"
-        )
 
 
 def pool_nodes(features: Tensor, kernels: Tensor) -> Tensor:
@@ -118,7 +119,13 @@ def pool_nodes(features: Tensor, kernels: Tensor) -> Tensor:
     """
     if features.dim() < 3:
         raise ValueError(f"features must have shape [..., C, H, W], got {tuple(features.shape)}")
-    _check_maps(features, kernels, "features")
+    _check_kernels(kernels)
+    if features.shape[-2:] != kernels.shape[-2:]:
+        raise ValueError(
+            f"features {tuple(features.shape)} and kernels {tuple(kernels.shape)} "
+            "must share the map size H x W in their last two dimensions"
+        )
+    _check_batch_dims("features", features, features.shape[:-3], kernels)
     return torch.einsum("...chw,...nhw->...nc", features, kernels)
 
 
@@ -134,13 +141,10 @@ def remap_nodes(nodes: Tensor, kernels: Tensor) -> Tensor:
     Returns:
         ``[..., C, H, W]``.
     """
-    if kernels.dim() < 3:
-        raise ValueError(f"kernels must have shape [..., N, H, W], got {tuple(kernels.shape)}")
-    if nodes.dim() != kernels.dim() - 1 or nodes.shape[:-1] != kernels.shape[:-2]:
-        raise ValueError(
-            f"nodes {tuple(nodes.shape)} must be [..., N, C] with the leading dimensions and N "
-            f"of kernels {tuple(kernels.shape)}"
-        )
+    _check_kernels(kernels)
+    if nodes.dim() < 2 or nodes.shape[-2] != kernels.shape[-3]:
+        raise ValueError(f"nodes {tuple(nodes.shape)} must be [..., N, C] with the N of kernels {tuple(kernels.shape)}")
+    _check_batch_dims("nodes", nodes, nodes.shape[:-2], kernels)
     return torch.einsum("...nc,...nhw->...chw", nodes, kernels)
 
 

@@ -56,6 +56,16 @@ def test_pool_then_remap_shapes():
     assert remap_nodes(nodes, kernels).shape == (2, 10, 32, 16, 16)
 
 
+def test_one_map_pooled_by_a_batch_of_kernels_broadcasts():
+    torch.manual_seed(3)
+    features = torch.randn(4, 8, 8)
+    kernels = region_kernels(torch.rand(5, 2, 4) * 4 + 1, 8, 8)  # five steps of two regions
+    pooled = pool_nodes(features, kernels)
+    assert pooled.shape == (5, 2, 4)
+    torch.testing.assert_close(pooled[3], pool_nodes(features, kernels[3]))
+    assert remap_nodes(pooled, kernels).shape == (5, 4, 8, 8)
+
+
 def test_pooling_gradcheck_wrt_regions():
     torch.manual_seed(2)
     features = torch.randn(3, 6, 7, dtype=torch.float64)
@@ -86,8 +96,9 @@ def test_area_kernels_partition_the_map():
         (lambda: tent(torch.tensor(1.0), torch.tensor(-1.0), 4), "positive"),
         (lambda: pool_nodes(torch.randn(4, 16, 16), torch.rand(9, 14, 14)), r"\(4, 16, 16\).*\(9, 14, 14\)"),
         (lambda: pool_nodes(torch.randn(16, 16), torch.rand(9, 16, 16)), r"\[\.\.\., C, H, W\].*\(16, 16\)"),
-        (lambda: pool_nodes(torch.randn(2, 4, 16, 16), torch.rand(3, 9, 16, 16)), "leading"),
+        (lambda: pool_nodes(torch.randn(2, 4, 16, 16), torch.rand(3, 9, 16, 16)), "broadcastable leading"),
         (lambda: remap_nodes(torch.randn(8, 32), torch.rand(9, 16, 16)), r"\(8, 32\).*\(9, 16, 16\)"),
+        (lambda: remap_nodes(torch.randn(2, 9, 32), torch.rand(3, 9, 16, 16)), "broadcastable leading"),
     ],
 )
 def test_bad_input_names_what_it_got(call, message):
