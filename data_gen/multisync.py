@@ -123,6 +123,10 @@ class Geometry:
         self.max_pos_hi = self.canvas_hi - self.digit_hi - 1  # largest top-left
         self.sprite = math.ceil((self.digit_hi + 1) / 2)  # 15 at 128
         self.max_digits = (size // math.ceil(self.digit_hi / 2)) ** 2  # 81 at 128
+        # paste unit: the widest word (8, 4, 2 or 1 bytes) dividing a row that can hold a
+        # sprite row at any byte offset in ``row_words`` words (3 int64 at 128)
+        self.word, self.row_words = next((w, -(-(self.sprite + w - 1) // w)) for w in (8, 4, 2, 1)
+                                         if size % w == 0 and -(-(self.sprite + w - 1) // w) * w <= size)
 
 
 def make_sprites(images: torch.Tensor, digit_hi: int) -> torch.Tensor:
@@ -148,6 +152,35 @@ def make_sprites(images: torch.Tensor, digit_hi: int) -> torch.Tensor:
     return torch.stack(out, 1)
 
 
+_WORD_DTYPES = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
+
+
+def make_bank(sprites: torch.Tensor, geo: Geometry) -> torch.Tensor:
+    """Sprites laid out for word-aligned pasting: uint8 ``[M * 4, A + Q * W]``.
+
+    ``sprites`` uint8 ``[M, 4, Q, Q]``. Each sprite row is padded with zeros to
+    ``W = word * row_words`` bytes and ``A = W - Q`` zero bytes lead, so the
+    ``Q * W`` bytes starting ``A - a`` into a row are the sprite shifted right
+    by ``a`` bytes (``0 <= a <= A``) inside its ``W``-byte rows.
+    """
+    Q, W = geo.sprite, geo.word * geo.row_words
+    bank = torch.zeros(sprites.shape[0] * 4, W - Q + Q * W, dtype=torch.uint8)
+    bank[:, W - Q:].view(-1, Q, W)[..., :Q] = sprites.reshape(-1, Q, Q)
+    return bank
+
+
+def _same_rows(x: torch.Tensor) -> torch.Tensor:
+    """``same[b, i, j]``: rows ``x[b, i]`` and ``x[b, j]`` are equal; ``x`` small ints ``[B, D, K]``.
+
+    ``|x_i - x_j|^2 = |x_i|^2 + |x_j|^2 - 2 x_i.x_j`` in float64, exact for
+    integers (all sums stay far below 2**53), is zero exactly when the rows are
+    equal; one batched matmul instead of a ``[B, D, D, K]`` comparison.
+    """
+    x = x.to(torch.float64)
+    sq = (x * x).sum(-1)
+    return sq[:, :, None] + sq[:, None, :] - 2 * torch.bmm(x, x.transpose(1, 2)) == 0
+
+
 # --------------------------------------------------------------------------- dataset
 class _IndexError(IndexError, ValueError):
     """An index out of range (both an IndexError and a ValueError)."""
@@ -167,7 +200,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     ``download`` are passed to torchvision).
     """
 
-    PASTE_CHUNK_BYTES = 1 << 21  # CPU paste works on about this many bytes of frames at a time
+    PASTE_CHUNK_BYTES = 1 << 22  # CPU paste works on about this many bytes of frames at a time
 
     def __init__(self, split: str = "train", *, num_videos=None, num_digits: int = 5,
                  num_frames: int = 10, size: int = 128, seed: int = 0, digits: str = "auto",
@@ -201,7 +234,10 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         sprites = make_sprites(images[order], geo.digit_hi)
         self.num_sprites = sprites.shape[0]
         self.sprites = sprites  # uint8 [M, 4, Q, Q] on CPU, sorted by class (phase 2 * y%2 + x%2)
-        self._sprites = rearrange(sprites, "m p h w -> (m p) (h w)").to(self.device)
+        bank = make_bank(sprites, geo).to(self.device)
+        self._bank_stride = bank.shape[1]
+        span = geo.sprite * geo.word * geo.row_words  # the bytes of one shifted sprite
+        self._bank = bank.view(-1).as_strided((bank.numel() - span + 1, span), (1, 1))  # shifted sprite at any byte
         self._class_count = counts.to(self.device)
         self._class_start = (torch.cumsum(counts, 0) - counts).to(self.device)
         self.sprite_labels = labels[order]  # int64 [M], classes of self.sprites
@@ -257,48 +293,62 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         """
         idx = self._indices(indices)
         keys = rng.video_keys(self.seed, SPLIT_IDS[self.split], idx)
-        label, digits, sync = self._draw_classes(keys)
-        sprite = self._class_start[digits] + rng.randint(keys, _S_SPRITE, (self.num_digits,), self._class_count[digits])
-        pos = self._walk(keys, sync)  # [B, T, D, 2] top-left (x, y) on the 2*size canvas
+        bits = self._bits(keys)
+        label, digits, sync = self._draw_classes(bits)
+        sprite = self._class_start[digits] + rng.reduce(bits[_S_SPRITE], self._class_count[digits])
+        pos = self._walk(bits, sync)  # [B, T, D, 2] top-left (x, y) on the 2*size canvas
         video = self._paste(sprite, pos)
         boxes = torch.cat([pos, pos + self.geometry.digit_hi], -1).to(torch.float32) * 0.5
         return {"video": video, "label": label, "digits": digits, "sync": sync, "boxes": boxes}
 
-    def _draw_classes(self, keys: torch.Tensor):
+    def _bits(self, keys: torch.Tensor) -> dict:
+        """All random bits of the videos, hashed at once: stream -> int64 ``[B, n]``."""
+        D, T = self.num_digits, self.num_frames
+        sizes = [(_S_LABEL, 1), (_S_K, 1), (_S_SUBSET, D), (_S_INNER, D), (_S_CLASS, D), (_S_SPRITE, D),
+                 (_S_POS, 2 * D), (_S_STEP, (T - 1) * D * 2), (_S_SYNC, (T - 1) * 2)]
+        return dict(zip([s for s, _ in sizes], rng.streams(keys, sizes)))
+
+    def _draw_classes(self, bits: dict):
         """Label uniform over 56, then a consistent synchronous subset and classes."""
-        D = self.num_digits
-        label = rng.randint(keys, _S_LABEL, (), NUM_CLASSES)
+        label = rng.reduce(bits[_S_LABEL][:, 0], NUM_CLASSES)
         lo, hi = self._pair_lo[label][:, None], self._pair_hi[label][:, None]
-        k = 2 + torch.searchsorted(self._k_cdf, rng.uniform(keys, _S_K, ()), right=True)
+        k = 2 + torch.searchsorted(self._k_cdf, rng.to_uniform(bits[_S_K][:, 0]), right=True)
         k = torch.where(label == NO_SYNC, 0, k)
-        order = torch.sort(rng.bits(keys, _S_SUBSET, D), dim=1, stable=True).indices
+        order = torch.sort(bits[_S_SUBSET], dim=1, stable=True).indices
         rank = torch.argsort(order, dim=1)  # a uniform random ranking of the digits
         sync = rank < k[:, None]
-        inner = lo + rng.randint(keys, _S_INNER, (D,), hi - lo + 1)
-        free = rng.randint(keys, _S_CLASS, (D,), 10)
+        inner = lo + rng.reduce(bits[_S_INNER], hi - lo + 1)
+        free = rng.reduce(bits[_S_CLASS], 10)
         in_subset = torch.where(rank == 0, lo, torch.where(rank == 1, hi, inner))
         return label, torch.where(sync, in_subset, free), sync
 
-    def _walk(self, keys: torch.Tensor, sync: torch.Tensor) -> torch.Tensor:
-        """Clipped random walk with a shared synchronous step: positions ``[B, T, D, 2]``."""
-        B, D, T, g = keys.shape[0], self.num_digits, self.num_frames, self.geometry
+    def _walk(self, bits: dict, sync: torch.Tensor) -> torch.Tensor:
+        """Clipped random walk with a shared synchronous step: positions ``[B, T, D, 2]``.
+
+        ``room`` ``[B, D, 2, 2]`` is, per digit and axis, how far it may go down
+        and up (``p`` and ``L - p``); ``reach`` caps it at ``m``, so a step is
+        uniform in ``[-reach_down, reach_up]``. The synchronous step uses the
+        smallest reach of the subset (unused where there is no subset).
+        """
+        B, D, T, g = sync.shape[0], self.num_digits, self.num_frames, self.geometry
         m, L = g.step_hi, g.max_pos_hi
-        pos = rng.randint(keys, _S_POS, (D, 2), L + 1)
-        raw = rng.bits(keys, _S_STEP, (T - 1) * D * 2).view(B, T - 1, D, 2)
-        raw_sync = rng.bits(keys, _S_SYNC, (T - 1) * 2).view(B, T - 1, 2)
-        has_sync = sync.any(1)[:, None]
-        start, steps = pos, []
+        start = rng.reduce(bits[_S_POS].reshape(B, D, 2), L + 1)
+        raw = bits[_S_STEP].reshape(B, T - 1, D, 2)
+        raw_sync = bits[_S_SYNC].reshape(B, T - 1, 2)
+        outside = (~sync[:, :, None, None]) * m  # [B, D, 1, 1]: m for digits outside the subset, else 0
+        in_subset = sync[..., None]  # [B, D, 1]
+        sign = torch.tensor([1, -1], dtype=torch.int64, device=sync.device)
+        room, steps = torch.stack([start, L - start], -1), []
         for t in range(T - 1):
-            lo, hi = (-pos).clamp(min=-m), (L - pos).clamp(max=m)
-            own = lo + torch.remainder(raw[:, t], hi - lo + 1)
-            slo = torch.where(has_sync, lo.masked_fill(~sync[..., None], -m).amax(1), 0)
-            shi = torch.where(has_sync, hi.masked_fill(~sync[..., None], m).amin(1), 0)
-            shared = slo + torch.remainder(raw_sync[:, t], shi - slo + 1)
-            step = torch.where(sync[..., None], shared[:, None], own)
+            reach = room.clamp(max=m)
+            own = torch.remainder(raw[:, t], reach.sum(-1) + 1) - reach[..., 0]
+            common = torch.maximum(reach, outside).min(1).values  # [B, 2, 2] (int64 amin is slow on CPU)
+            shared = torch.remainder(raw_sync[:, t], common.sum(-1) + 1) - common[..., 0]
+            step = torch.where(in_subset, shared[:, None], own)
             steps.append(step)
-            pos = pos + step
+            room = room + step[..., None] * sign
         steps = torch.stack(steps, 1)
-        steps = self._separate(steps, sync, lo, hi)
+        steps = self._separate(steps, sync, -reach[..., 0], reach[..., 1])
         return torch.cat([start[:, None], start[:, None] + steps.cumsum(1)], 1)
 
     @staticmethod
@@ -316,8 +366,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         blame = earlier[None] | sync[:, None, :]
         width = hi - lo + 1  # [B, D, 2]
         for _ in range(D * (int(width.prod(-1).max()) if width.numel() else 0) + 8):
-            flat = rearrange(steps, "b t d a -> b d (t a)")
-            same = (flat[:, :, None] == flat[:, None, :]).all(-1)
+            same = _same_rows(rearrange(steps, "b t d a -> b d (t a)"))
             bad = ~sync & (same & blame).any(-1)  # [B, D]
             if not bad.any():
                 return steps
@@ -332,34 +381,42 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     def _paste(self, sprite: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Paste the phase-shifted sprites by maximum: uint8 ``[B, T, S, S]``.
 
-        ``windows[k]`` is a strided ``[Q, Q]`` view of the flat video starting at
-        element ``k``; each digit gathers its windows (``index_select``), takes
-        the maximum with its sprites and writes them back (``index_put_``). The
-        windows of one digit never overlap, so the writes are deterministic. On
-        CPU the frames go in chunks of about 2 MB, which stay in cache between
-        the zero fill and the digits; on other devices all at once.
+        Works on words (``geometry.word`` bytes, int64 at 128): each sprite row
+        covers ``R = geometry.row_words`` words of its frame row, and the bank
+        (:func:`make_bank`) gives the sprite already shifted to its byte offset
+        in them, zero elsewhere. ``rows[k]`` is a strided ``[R]`` view of the
+        flat video from word ``k``; digit by digit, the rows are gathered
+        (``index_select``), maxed with the sprite and written back
+        (``index_copy_``). One digit's rows never overlap, so the writes are
+        deterministic. On CPU the frames go in chunks of about 4 MB, which stay
+        in cache between the zero fill and the digits; on other devices all at once.
         """
         B, T, D, _ = pos.shape
-        S, Q, dev = self.size, self.geometry.sprite, pos.device
-        phase = (pos[..., 1] % 2) * 2 + pos[..., 0] % 2  # [B, T, D]
-        corner = pos // 2
-        frame = (torch.arange(B * T, device=dev) * (S * S)).view(B, T, 1)
-        start = rearrange(frame + corner[..., 1] * S + corner[..., 0], "b t d -> d (b t)")
-        which = rearrange(sprite[:, None, :] * 4 + phase, "b t d -> d (b t)")
-        video = torch.empty(B * T * S * S, dtype=torch.uint8, device=dev)
+        S, g, dev = self.size, self.geometry, pos.device
+        Q, w, R, F = g.sprite, g.word, g.row_words, B * T
+        video = torch.empty(F * S * S, dtype=torch.uint8, device=dev)
         if B == 0:
             return video.view(B, T, S, S)
-        windows = video.as_strided((video.numel() - (Q - 1) * (S + 1), Q, Q), (1, S, 1))
-        chunk = max(1, self.PASTE_CHUNK_BYTES // (S * S)) if dev.type == "cpu" else B * T
-        patches = self._sprites.index_select(0, which.reshape(-1)).view(D, B * T, Q, Q)
-        for f0 in range(0, B * T, chunk):
-            f1 = min(B * T, f0 + chunk)
+        SW, A = S // w, w * R - Q  # words per frame row; the bank's leading zeros
+        p = rearrange(pos, "b t d a -> a d (b t)")  # [2, D, F], digit-major like the loop below
+        (x, y), odd = (p >> 1).unbind(0), p & 1  # top-left pixel; sub-pixel phase
+        col = (x >> (w.bit_length() - 1)).clamp_(max=SW - R)  # first word of the sprite rows in a frame row
+        base = rearrange(sprite * (4 * self._bank_stride) + A, "b d -> d b 1")
+        src = base + ((odd[1] * 2 + odd[0]) * self._bank_stride + col * w - x).view(D, B, T)
+        patches = self._bank.index_select(0, src.reshape(-1)).view(D, F * Q, w * R)
+        first = torch.arange(0, F * S * SW, S * SW, device=dev) + y * SW + col  # [D, F]
+        at = (first[..., None] + torch.arange(0, Q * SW, SW, device=dev)).reshape(D, F * Q)  # each sprite row
+        words = video.view(_WORD_DTYPES[w])
+        rows = words.as_strided((words.numel() - R + 1, R), (1, 1))
+        chunk = max(1, self.PASTE_CHUNK_BYTES // (S * S)) if dev.type == "cpu" else F
+        for f0 in range(0, F, chunk):
+            f1 = min(F, f0 + chunk)
             video[f0 * S * S:f1 * S * S].zero_()
             for d in range(D):
-                at, patch = start[d, f0:f1], patches[d, f0:f1]
+                where, patch = at[d, f0 * Q:f1 * Q], patches[d, f0 * Q:f1 * Q]
                 if d:
-                    patch = torch.maximum(windows.index_select(0, at), patch)
-                windows.index_put_((at,), patch)
+                    patch = torch.maximum(rows.index_select(0, where).view(torch.uint8), patch)
+                rows.index_copy_(0, where, patch.view(words.dtype))
         return video.view(B, T, S, S)
 
     # ------------------------------------------------------------------ training

@@ -15,6 +15,9 @@ every device, in every worker and whatever the batch a video is generated in.
 """
 from __future__ import annotations
 
+import functools
+from typing import Sequence
+
 import torch
 
 MASK64 = (1 << 64) - 1
@@ -80,3 +83,36 @@ def uniform(keys: torch.Tensor, stream: int, shape: tuple[int, ...]) -> torch.Te
         n *= s
     r = _shr(bits(keys, stream, n), 9)  # 53 bits
     return (r.to(torch.float64) * 2.0**-53).reshape(keys.shape[0], *shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _stream_tables(sizes: tuple[tuple[int, int], ...], device: str):
+    """Constants of :func:`streams`: salts ``[S]``, column stream ``[N]``, counters ``[N]`` (int64)."""
+    salt = [_signed(stream * GOLDEN) for stream, _ in sizes]
+    column = [j for j, (_, n) in enumerate(sizes) for _ in range(n)]
+    counter = [_signed(c * GOLDEN) for _, n in sizes for c in range(n)]
+    return tuple(torch.tensor(v, dtype=torch.int64, device=device) for v in (salt, column, counter))
+
+
+def streams(keys: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    """``bits(keys, stream, n)`` for every ``(stream, n)`` of ``sizes``, hashed in one pass.
+
+    Returns ``[B, n]`` int64 tensors in the order of ``sizes``, bitwise equal
+    to separate :func:`bits` calls (the same integer arithmetic on all counters
+    at once, so a few large ops instead of many small ones).
+    """
+    sizes = tuple((int(s), int(n)) for s, n in sizes)
+    salt, column, counter = _stream_tables(sizes, str(keys.device))
+    k = mix64(keys[:, None] ^ salt).index_select(1, column)  # [B, N]
+    out = _shr(mix64(k + counter), 2)
+    return list(out.split([n for _, n in sizes], 1))
+
+
+def reduce(r: torch.Tensor, high) -> torch.Tensor:
+    """Integers in ``[0, high)`` from :func:`bits` values ``r`` (as :func:`randint`)."""
+    return torch.remainder(r, high)
+
+
+def to_uniform(r: torch.Tensor) -> torch.Tensor:
+    """Float64 uniforms in ``[0, 1)`` from :func:`bits` values ``r`` (as :func:`uniform`)."""
+    return _shr(r, 9).to(torch.float64) * 2.0**-53
