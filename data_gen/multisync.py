@@ -327,28 +327,28 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
 
         ``room`` ``[B, D, 2, 2]`` is, per digit and axis, how far it may go down
         and up (``p`` and ``L - p``); ``reach`` caps it at ``m``, so a step is
-        uniform in ``[-reach_down, reach_up]``. The synchronous step uses the
-        smallest reach of the subset (unused where there is no subset).
+        uniform in ``[-reach_down, reach_up]``. The synchronous step is drawn as
+        one more "digit" with the smallest reach of the subset (unused where
+        there is no subset).
         """
         B, D, T, g = sync.shape[0], self.num_digits, self.num_frames, self.geometry
         m, L = g.step_hi, g.max_pos_hi
         start = rng.reduce(bits[_S_POS].reshape(B, D, 2), L + 1)
-        raw = bits[_S_STEP].reshape(B, T - 1, D, 2)
-        raw_sync = bits[_S_SYNC].reshape(B, T - 1, 2)
+        raw = torch.cat([bits[_S_STEP].reshape(B, T - 1, D, 2), bits[_S_SYNC].reshape(B, T - 1, 1, 2)], 2)
         outside = (~sync[:, :, None, None]) * m  # [B, D, 1, 1]: m for digits outside the subset, else 0
         in_subset = sync[..., None]  # [B, D, 1]
         sign = torch.tensor([1, -1], dtype=torch.int64, device=sync.device)
         room, steps = torch.stack([start, L - start], -1), []
         for t in range(T - 1):
             reach = room.clamp(max=m)
-            own = torch.remainder(raw[:, t], reach.sum(-1) + 1) - reach[..., 0]
-            common = torch.maximum(reach, outside).min(1).values  # [B, 2, 2] (int64 amin is slow on CPU)
-            shared = torch.remainder(raw_sync[:, t], common.sum(-1) + 1) - common[..., 0]
-            step = torch.where(in_subset, shared[:, None], own)
+            common = torch.maximum(reach, outside).min(1, keepdim=True).values  # (int64 amin is slow on CPU)
+            reach = torch.cat([reach, common], 1)  # [B, D + 1, 2, 2]
+            step = torch.remainder(raw[:, t], reach.sum(-1) + 1) - reach[..., 0]  # [B, D + 1, 2]
+            step = torch.where(in_subset, step[:, D:], step[:, :D])
             steps.append(step)
             room = room + step[..., None] * sign
         steps = torch.stack(steps, 1)
-        steps = self._separate(steps, sync, -reach[..., 0], reach[..., 1])
+        steps = self._separate(steps, sync, -reach[:, :D, :, 0], reach[:, :D, :, 1])
         return torch.cat([start[:, None], start[:, None] + steps.cumsum(1)], 1)
 
     @staticmethod
@@ -415,7 +415,8 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
             for d in range(D):
                 where, patch = at[d, f0 * Q:f1 * Q], patches[d, f0 * Q:f1 * Q]
                 if d:
-                    patch = torch.maximum(rows.index_select(0, where).view(torch.uint8), patch)
+                    old = rows.index_select(0, where).view(torch.uint8)
+                    patch = torch.maximum(old, patch, out=old)
                 rows.index_copy_(0, where, patch.view(words.dtype))
         return video.view(B, T, S, S)
 

