@@ -101,7 +101,8 @@ class DyRegBlock(nn.Module):
         graph_iterations: ``K`` (3).
         grid: node grid ``(rows, cols)``; default square for square ``N``, else ``1 x N``.
         anchors: ``"center"`` (paper) or ``"grid"``.
-        fixed_size: constant half-extent for ``pos_only`` (Table 11's sweep uses ``H / lambda``).
+        fixed_size: constant half-extent of ``pos_only``, ``constant_time`` and ``static``
+            (default ``H / 6 + 1``, the authors' pre-release value; Table 11's sweep uses ``H / lambda``).
         size_plus_one, normalize_kernels, clamp_centers, position_grad, messages,
         temporal_first: the code-versus-paper switches (module docstring).
         kernel_eps: added to a kernel's sum before normalising (the authors' 1e-37).
@@ -162,6 +163,8 @@ class DyRegBlock(nn.Module):
                 grid=self.grid, anchors=anchors, size_plus_one=size_plus_one, clamp_centers=clamp_centers,
                 fixed_size=fixed_size,
             )
+        elif fixed_size is not None:
+            raise ValueError(f"fixed_size applies to generated regions of fixed size, not to variant {variant!r}")
         elif variant == "semantic":
             self.semantic = SemanticKernels(self.node_dim, height, width, num_nodes)
         else:  # fixed

@@ -297,6 +297,8 @@ def node_grid(num_nodes: int) -> tuple[int, int]:
 
 #: Variants whose regions come from a :class:`RegionGenerator` (see :mod:`dyreg_edu.dyreg`).
 GENERATED_VARIANTS = ("dyreg", "pos_only", "constant_time", "static", "lite", "no_gru")
+#: Variants whose regions keep a constant size (paper Table 5: no "Dynamic Size").
+FIXED_SIZE_VARIANTS = ("pos_only", "constant_time", "static")
 
 
 class RegionGenerator(nn.Module):
@@ -313,15 +315,19 @@ class RegionGenerator(nn.Module):
             - ``no_gru``: as ``dyreg`` without the GRU of Eq. 3, ``z = m`` (Table 9); both
               LayerNorms are kept.
             - ``constant_time``: the GRU reads the whole clip and its last state gives the
-              regions of every frame (Table 5, *Constant-Time*).
+              centres of every frame (Table 5, *Constant-Time*).
             - ``static``: learned latents ``z_i`` (``N x D``), the same for every video and
-              frame (Table 5, *Static*).
-            - ``pos_only``: predicted centres, constant size ``fixed_size`` (Table 5).
+              frame (Table 5, *Static*: "the features z_i from Eq. 4 become learnable").
+            - ``pos_only``: predicted centres, every frame (Table 5, *Position-Only*).
+
+            Table 5 checks "Dynamic Size" only for DyReg-GNN, so ``static``,
+            ``constant_time`` and ``pos_only`` keep a constant size ``fixed_size`` and
+            predict centres only: each row of the table adds one property to the one above.
         grid: node grid, for the initial size ``L / (2 * cells)``.
         anchors: ``"center"`` (the paper and the authors' scripts) or ``"grid"``.
         size_plus_one: the authors' ``+1`` terms in the size (Eq. 12); ``False`` = paper.
         clamp_centers: the authors' clamp of centres to ``[0, L-1]``; ``False`` = paper.
-        fixed_size: half-extent used by ``pos_only``; default ``H / (2 * rows) + 1``, the
+        fixed_size: half-extent of the fixed-size variants; default ``H / (2 * rows) + 1``, the
             authors' pre-release ``constrained_fix_size``.
 
     Shapes: ``forward([B, T, C, H, W]) -> (regions [B, T, N, 4], offsets [B, T, N, 4])``,
@@ -353,11 +359,13 @@ class RegionGenerator(nn.Module):
             raise ValueError(f"grid {self.grid} does not hold num_nodes={num_nodes}")
         self.size_plus_one = size_plus_one
         self.clamp_centers = clamp_centers
-        if variant == "pos_only" and fixed_size is None:
+        if fixed_size is not None and variant not in FIXED_SIZE_VARIANTS:
+            raise ValueError(f"fixed_size applies to the variants {FIXED_SIZE_VARIANTS}, not {variant!r}")
+        if variant in FIXED_SIZE_VARIANTS and fixed_size is None:
             fixed_size = height / (2 * self.grid[0]) + 1
         if fixed_size is not None and fixed_size <= 0:
             raise ValueError(f"fixed_size must be a positive half-extent in pixels, got {fixed_size}")
-        self.fixed_size = fixed_size if variant == "pos_only" else None
+        self.fixed_size = fixed_size
         if variant == "static":
             self.static_latents = nn.Parameter(torch.randn(num_nodes, region_dim))
         else:
@@ -370,7 +378,7 @@ class RegionGenerator(nn.Module):
             self.latent_norm = node_norm(region_dim)
             self.gru = None if variant == "no_gru" else nn.GRU(region_dim, region_dim, batch_first=True)
             self.output_norm = node_norm(region_dim)
-        num_offsets = 2 if variant == "pos_only" else 4
+        num_offsets = 2 if self.fixed_size is not None else 4
         self.w_o = nn.Linear(region_dim, num_offsets)
         self.gamma = nn.Parameter(torch.zeros(num_offsets))
         self.register_buffer("anchors", self._anchors(anchors, num_nodes), persistent=False)
@@ -404,7 +412,7 @@ class RegionGenerator(nn.Module):
     def offsets(self, z: Tensor) -> Tensor:
         r"""Eq. 4 and 11: :math:`\tilde o = (W_o z) \odot \gamma`, ``[..., N, D] -> [..., N, 4]``."""
         offsets = self.w_o(z) * self.gamma
-        if self.variant == "pos_only":  # sizes are fixed: pad dw = dh = 0
+        if self.fixed_size is not None:  # sizes are fixed: pad dw = dh = 0
             offsets = torch.cat([offsets, torch.zeros_like(offsets)], dim=-1)
         return offsets
 

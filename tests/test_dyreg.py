@@ -52,7 +52,8 @@ def test_regions_start_at_the_anchor(variant):
     _, aux = synthetic_block(variant=variant)(torch.randn(1, 3, 128, 16, 16))
     regions = aux["regions"]
     torch.testing.assert_close(regions[..., :2], torch.full_like(regions[..., :2], 8.0))
-    expected_size = 16 / 6 + 1 if variant == "pos_only" else initial_size(16, 3)
+    fixed_size = variant in ("pos_only", "constant_time", "static")  # Table 5: no dynamic size
+    expected_size = 16 / 6 + 1 if fixed_size else initial_size(16, 3)
     torch.testing.assert_close(regions[..., 2:], torch.full_like(regions[..., 2:], expected_size))
     assert initial_size(16, 3) == pytest.approx(16 / 6 + 2)
 
@@ -169,6 +170,8 @@ def test_clamp_and_position_gradient_switches():
         (lambda: synthetic_block(anchors="corner"), "anchors must be 'center' or 'grid', got 'corner'"),
         (lambda: synthetic_block(messages="mean"), "messages must be one of.*'mean'"),
         (lambda: synthetic_block(num_nodes=6, grid=(2, 2)), r"grid \(2, 2\) does not hold num_nodes=6"),
+        (lambda: synthetic_block(fixed_size=3.0), "fixed_size applies to the variants .* not 'dyreg'"),
+        (lambda: synthetic_block(variant="pos_only", fixed_size=0.0), "fixed_size must be a positive half-extent in pixels, got 0.0"),
     ],
 )
 def test_bad_construction_is_named(build, message):
