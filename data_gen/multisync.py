@@ -182,7 +182,7 @@ def _same_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- dataset
-class _IndexError(IndexError, ValueError):
+class VideoIndexError(IndexError, ValueError):
     """An index out of range (both an IndexError and a ValueError)."""
 
 
@@ -278,7 +278,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
         if idx.numel() and (idx.min() < 0 or idx.max() >= self.num_videos):
             bad = idx[(idx < 0) | (idx >= self.num_videos)][0].item()
-            raise _IndexError(f"video index must be in 0..{self.num_videos - 1}, got {bad}")
+            raise VideoIndexError(f"video index must be in 0..{self.num_videos - 1}, got {bad}")
         return idx.to(self.device)
 
     # ------------------------------------------------------------------ generation
