@@ -23,7 +23,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dyreg_edu.dyreg import DyRegBlock  # noqa: E402
-from dyreg_edu.notebook import describe_device, git_commit  # noqa: E402
+from dyreg_edu.notebook import cpu_name, describe_device, git_commit  # noqa: E402
 
 SETTINGS = {
     "multisync (B=32, T=10, C=128, 16x16)": dict(batch=32, frames=10, channels=128, size=16, node_dim=32, region_dim=32),
@@ -105,6 +105,7 @@ def main(argv=None) -> None:
             "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
             "commit": git_commit(),
             "device": describe_device(),
+            "cpu": cpu_name(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -19,8 +19,6 @@ import datetime
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 
@@ -29,6 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data_gen.multisync import NO_SYNC, NUM_CLASSES, MultiSyncMNIST, pair_of  # noqa: E402
+from dyreg_edu.notebook import cpu_name, git_commit  # noqa: E402
 
 
 def numpy_loop(ds: MultiSyncMNIST, indices, seed: int = 0) -> dict:
@@ -96,17 +95,6 @@ def rate(fn, n: int, repeats: int, sync=lambda: None) -> float:
     return n / best
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--videos", type=int, default=1000, help="videos per timed run on CPU")
@@ -155,7 +143,7 @@ def _run(args, argv) -> dict:
         else:
             print("cuda requested but not available")
     result.update(command="python " + " ".join([os.path.relpath(__file__)] + (sys.argv[1:] if argv is None else list(argv))),
-                  commit=_commit(), device=cpu_model(), cpu_count=os.cpu_count(), torch=torch.__version__,
+                  commit=git_commit(), device=cpu_name(), cpu_count=os.cpu_count(), torch=torch.__version__,
                   load_average_1min=round(os.getloadavg()[0], 2),
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   wall_seconds=round(time.perf_counter() - wall0, 1))
@@ -165,14 +153,6 @@ def _run(args, argv) -> dict:
             json.dump(result, f, indent=2)
         print(f"wrote {args.out}")
     return result
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True,
-                                       cwd=os.path.dirname(os.path.abspath(__file__))).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -36,12 +36,8 @@ def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def describe_device() -> str:
-    """The accelerator's name, or the CPU model, in words."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
+def cpu_name() -> str:
+    """The CPU model and core count, in words."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -49,6 +45,13 @@ def describe_device() -> str:
     except OSError:
         pass
     return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def describe_device() -> str:
+    """The accelerator's name, or the CPU model, in words."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_name()
 
 
 def git_commit() -> str:
