@@ -82,3 +82,16 @@ def fixtures_dir() -> Path | None:
     shared = Path(os.environ.get(SHARED_ENV, REPO_ROOT.parent / "shared"))
     path = shared / "fixtures" / "official"
     return path if path.is_dir() else None
+
+
+#: The one golden file shipped with the library (``dyreg_edu/fixtures/``, see its NOTICE.md).
+BUNDLED_FIXTURE = "synthetic_block_small.pt"
+
+
+def bundled_fixture() -> Path:
+    """The authors' small golden file shipped inside ``dyreg_edu`` (2.3 MB, Apache-2.0):
+    chapter 4's equality check runs from it in a plain clone and in Colab."""
+    path = Path(__file__).resolve().parent / "fixtures" / BUNDLED_FIXTURE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall dyreg_edu (it ships with the package)")
+    return path

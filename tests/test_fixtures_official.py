@@ -1,21 +1,38 @@
-"""The block equals the authors' module on their golden tensors (../shared/fixtures/official)."""
+"""The block equals the authors' module on their golden tensors.
+
+``synthetic_block_small`` ships inside ``dyreg_edu/fixtures`` and is always tested; the
+larger files live in ``../shared/fixtures/official`` and are skipped on a machine without
+it (they fail instead under ``CI`` or ``DYREG_REQUIRE_SHARED=1``).
+"""
 
 import pytest
 import torch
 
 from dyreg_edu.dyreg import DyRegBlock
-from dyreg_edu.notebook import fixtures_dir
+from dyreg_edu.notebook import bundled_fixture, fixtures_dir
 from dyreg_edu.official import convert_state_dict
 
-FIXTURES = ["synthetic_block", "synthetic_block_lite", "tsm_layer3_block", "tsm_layer4_block"]
+FIXTURES = ["synthetic_block_small", "synthetic_block", "synthetic_block_lite", "tsm_layer3_block", "tsm_layer4_block"]
 AUTHORS_REGION_ORDER = [3, 2, 1, 0]  # ours (cx, cy, sx, sy) -> theirs (size_h, size_w, centre_y, centre_x)
 
 
 def load_fixture(name):
+    if f"{name}.pt" == bundled_fixture().name:
+        return torch.load(bundled_fixture(), weights_only=True)
     folder = fixtures_dir()
     if folder is None:
-        pytest.fail("golden fixtures not found: put shared/ beside the repository or set DYREG_SHARED")
+        from conftest import _missing
+
+        _missing(f"fixtures/official/{name}.pt (shared/ beside the repository)")
     return torch.load(folder / f"{name}.pt", weights_only=True)
+
+
+def test_bundled_fixture_is_the_shared_one():
+    """The copy in dyreg_edu/fixtures is byte for byte the shared file (when shared/ is here)."""
+    folder = fixtures_dir()
+    if folder is None:
+        pytest.skip("shared/ not here")
+    assert (folder / bundled_fixture().name).read_bytes() == bundled_fixture().read_bytes()
 
 
 @pytest.fixture(scope="module", params=FIXTURES)
@@ -62,7 +79,7 @@ def test_fixture_regions_moved_away_from_anchor(run):
 
 
 def test_every_learned_parameter_is_loaded():
-    fixture = load_fixture("synthetic_block")
+    fixture = load_fixture("synthetic_block_small")
     converted = convert_state_dict(fixture["state_dict"])
     block = DyRegBlock.from_official(fixture["state_dict"], fixture["config"])
     assert set(converted) == set(block.state_dict())
@@ -78,7 +95,7 @@ def test_lite_counts_all_but_the_unused_norm():
 
 
 def test_converter_rejects_unknown_names():
-    fixture = load_fixture("synthetic_block")
+    fixture = load_fixture("synthetic_block_small")
     state = dict(fixture["state_dict"])
     state["dynamic_graph.mystery.weight"] = torch.zeros(1)
     with pytest.raises(KeyError, match="mystery"):
