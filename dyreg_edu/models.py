@@ -39,43 +39,124 @@ def _check_video(video: Tensor, channels: int, size: int | None = None) -> None:
         raise ValueError(f"video must be {expected}, got {tuple(video.shape)}")
 
 
-class SyncMNISTModel(nn.Module):
-    """ResNet-18 (3 stages, grey input) with an optional graph block after ``layer2``.
+#: The paper's MultiSyncMNIST backbone (the authors' ``resnet13``): ResNet-18's stem and first three stages.
+PAPER_BACKBONE = dict(widths=(64, 128, 256), blocks=(2, 2, 2), stem="resnet")
+#: The mini-scale backbone of :mod:`dyreg_edu.train`: a 3x3 stem of stride 2 (no max-pool)
+#: and one block per stage, so a 64-pixel video gives a 16 x 16 map to the graph.
+MINI_BACKBONE = dict(widths=(16, 32, 64), blocks=(1, 1, 1), stem="small")
 
-    ``forward(video [B, T, 1, 128, 128] in [0, 1]) -> logits [B, num_classes]``; with
+
+def resnet_stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
+    """``blocks`` ResNet basic blocks, the first with ``stride`` (torchvision's ``_make_layer``, same names)."""
+    BasicBlock = torchvision.models.resnet.BasicBlock
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
+    layers = [BasicBlock(in_channels, out_channels, stride, downsample)]
+    layers += [BasicBlock(out_channels, out_channels) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+def _stem(kind: str, width: int) -> nn.Sequential:
+    """``"resnet"``: 7x7 conv stride 2 + max-pool (stride 4); ``"small"``: 3x3 conv stride 2 (stride 2)."""
+    if kind == "resnet":
+        conv, pool = nn.Conv2d(1, width, 7, stride=2, padding=3, bias=False), nn.MaxPool2d(3, stride=2, padding=1)
+        return nn.Sequential(conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True), pool)
+    if kind == "small":
+        return nn.Sequential(nn.Conv2d(1, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+    raise ValueError(f"stem must be 'resnet' or 'small', got {kind!r}")
+
+
+class SyncMNISTModel(nn.Module):
+    """ResNet (3 stages, grey input) with an optional graph block after ``layer2``.
+
+    ``forward(video [B, T, 1, S, S] in [0, 1]) -> logits [B, num_classes]``; with
     ``return_aux=True`` also the block's aux dict (regions, kernels, ...).
+
+    Args:
+        variant: ``"resnet18"`` (no graph) or a :class:`~dyreg_edu.dyreg.DyRegBlock` variant.
+        input_size: ``S``; the graph's map is ``S / 8`` (``stem="resnet"``) or ``S / 4`` (``"small"``).
+        widths, blocks, stem: the backbone (:data:`PAPER_BACKBONE` by default, :data:`MINI_BACKBONE`).
+        node_dim, region_dim: the block's ``C`` and ``D`` (32 and 32 on MultiSyncMNIST).
+        dropout: probability of the dropout before the classifier.
+        dropout_on: ``"map"`` (the authors' code: dropout on the unpooled ``layer3`` map, then
+            the spatial mean) or ``"pooled"`` (the usual place: after the mean).
+        classifier_init: ``"authors"`` (weights N(0, 0.001), bias 0, as their TSN head) or
+            ``"torch"`` (``nn.Linear``'s default).
     """
 
-    def __init__(self, variant: str = "dyreg", num_classes: int = 56, num_nodes: int = 9, **block_kwargs):
+    def __init__(self, variant: str = "dyreg", num_classes: int = 56, num_nodes: int = 9, *, input_size: int = 128,
+                 widths=PAPER_BACKBONE["widths"], blocks=PAPER_BACKBONE["blocks"], stem: str = "resnet",
+                 node_dim: int = 32, region_dim: int = 32, dropout: float = 0.0, dropout_on: str = "map",
+                 classifier_init: str = "torch", **block_kwargs):
         super().__init__()
         if variant != "resnet18" and variant not in VARIANTS:
             raise ValueError(f"variant must be 'resnet18' or one of {VARIANTS}, got {variant!r}")
-        resnet = torchvision.models.resnet18(weights=None)
-        self.stem = nn.Sequential(nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False), resnet.bn1, resnet.relu, resnet.maxpool)
-        self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
-        self.graph = None if variant == "resnet18" else DyRegBlock(**SYNC_BLOCK, variant=variant, num_nodes=num_nodes, **block_kwargs)
-        self.classifier = nn.Linear(256, num_classes)
+        if dropout_on not in ("map", "pooled"):
+            raise ValueError(f"dropout_on must be 'map' or 'pooled', got {dropout_on!r}")
+        if classifier_init not in ("authors", "torch"):
+            raise ValueError(f"classifier_init must be 'authors' or 'torch', got {classifier_init!r}")
+        stride = {"resnet": 8, "small": 4}.get(stem, 0)
+        if stride and input_size % stride:
+            raise ValueError(f"input_size must be a multiple of {stride} for stem {stem!r}, got {input_size}")
+        self.input_size, self.dropout_on = input_size, dropout_on
+        self.stem = _stem(stem, widths[0])
+        self.layer1 = resnet_stage(widths[0], widths[0], blocks[0], 1)
+        self.layer2 = resnet_stage(widths[0], widths[1], blocks[1], 2)
+        self.layer3 = resnet_stage(widths[1], widths[2], blocks[2], 2)
+        _torchvision_init(self)
+        self.graph = None
+        if variant != "resnet18":
+            side = input_size // stride
+            self.graph = DyRegBlock(widths[1], side, side, node_dim=node_dim, region_dim=region_dim,
+                                    variant=variant, num_nodes=num_nodes, **block_kwargs)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(widths[2], num_classes)
+        if classifier_init == "authors":
+            nn.init.normal_(self.classifier.weight, 0, 0.001)
+            nn.init.zeros_(self.classifier.bias)
+
+    def features(self, video: Tensor) -> Tensor:
+        """The map the graph reads: ``[B, T, 1, S, S] -> [B, T, C, H, W]`` (``layer2``'s output)."""
+        _check_video(video, 1, self.input_size)
+        x = rearrange(video * 2 - 1, "b t c h w -> (b t) c h w")  # [0, 1] -> [-1, 1], as the authors' loader hints
+        return rearrange(self.layer2(self.layer1(self.stem(x))), "(b t) c h w -> b t c h w", b=video.shape[0])
+
+    def head(self, x: Tensor) -> Tensor:
+        """``layer3``, the spatial mean and the classifier, logits averaged over frames:
+        ``[B, T, C, H, W] -> [B, num_classes]``."""
+        maps = self.layer3(rearrange(x, "b t c h w -> (b t) c h w"))
+        if self.dropout_on == "map":
+            pooled = reduce(self.dropout(maps), "bt c h w -> bt c", "mean")
+        else:
+            pooled = self.dropout(reduce(maps, "bt c h w -> bt c", "mean"))
+        return reduce(self.classifier(pooled), "(b t) k -> b k", "mean", b=x.shape[0])
 
     def forward(self, video: Tensor, return_aux: bool = False):
-        _check_video(video, 1)
-        batch = video.shape[0]
-        x = rearrange(video * 2 - 1, "b t c h w -> (b t) c h w")  # [0, 1] -> [-1, 1], as the authors' loader hints
-        x = self.layer2(self.layer1(self.stem(x)))
-        aux = {}
+        x, aux = self.features(video), {}
         if self.graph is not None:
-            x, aux = self.graph(rearrange(x, "(b t) c h w -> b t c h w", b=batch))
-            x = rearrange(x, "b t c h w -> (b t) c h w")
-        x = reduce(self.layer3(x), "bt c h w -> bt c", "mean")
-        logits = reduce(self.classifier(x), "(b t) k -> b k", "mean", b=batch)
+            x, aux = self.graph(x)
+        logits = self.head(x)
         return (logits, aux) if return_aux else logits
 
 
-def syncmnist_model(variant: str = "dyreg", *, num_classes: int = 56, num_nodes: int = 9, **block_kwargs) -> SyncMNISTModel:
+def _torchvision_init(model: nn.Module) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal convs, BatchNorm scale 1 and shift 0."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def syncmnist_model(variant: str = "dyreg", *, num_classes: int = 56, num_nodes: int = 9, **kwargs) -> SyncMNISTModel:
     """The MultiSyncMNIST model of the paper; ``variant="resnet18"`` is the backbone alone.
 
-    Extra keyword arguments go to :class:`~dyreg_edu.dyreg.DyRegBlock` (the switches).
+    Keyword arguments: those of :class:`SyncMNISTModel` (backbone, head), the rest go to
+    :class:`~dyreg_edu.dyreg.DyRegBlock` (the switches).
     """
-    return SyncMNISTModel(variant, num_classes, num_nodes, **block_kwargs)
+    return SyncMNISTModel(variant, num_classes, num_nodes, **kwargs)
 
 
 # --------------------------------------------------------------------------- TSM

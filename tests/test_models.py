@@ -79,5 +79,21 @@ def test_bad_model_arguments_are_named(build, message):
 
 
 def test_bad_video_shape_is_named():
-    with pytest.raises(ValueError, match=r"\[B, T, 1, H, W\].*\(2, 1, 128, 128\)"):
+    with pytest.raises(ValueError, match=r"\[B, T, 1, 128, 128\].*\(2, 1, 128, 128\)"):
         syncmnist_model("resnet18")(torch.rand(2, 1, 128, 128))
+    with pytest.raises(ValueError, match=r"\[B, T, 1, 128, 128\].*\(1, 2, 1, 64, 64\)"):
+        syncmnist_model("resnet18")(torch.rand(1, 2, 1, 64, 64))
+
+
+def test_mini_backbone_and_head_switches():
+    from dyreg_edu.models import MINI_BACKBONE
+
+    model = syncmnist_model("dyreg", input_size=64, **MINI_BACKBONE, dropout=0.5, classifier_init="authors")
+    assert (model.graph.height, model.graph.width) == (16, 16)  # 64 / 4, as the paper's 128 / 8
+    assert model.classifier.weight.std() < 0.002 and model.classifier.bias.abs().max() == 0
+    logits = model.eval()(torch.rand(2, 3, 1, 64, 64))
+    assert logits.shape == (2, 56)
+    with pytest.raises(ValueError, match="dropout_on must be 'map' or 'pooled', got 'frame'"):
+        syncmnist_model("resnet18", dropout_on="frame")
+    with pytest.raises(ValueError, match="input_size must be a multiple of 8"):
+        syncmnist_model("resnet18", input_size=100)
