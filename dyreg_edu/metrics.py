@@ -1,0 +1,94 @@
+"""Metrics for MultiSyncMNIST (and any video classifier with regions).
+
+- :func:`accuracy` and :func:`confusion_matrix`: classification.
+- :func:`object_centric_distance`: the paper's object-centric metric (Appendix F.3,
+  Eq. 15-16): how close the predicted regions' centres are to the ground-truth objects.
+
+Coordinates: a region's centre ``(cx, cy)`` is in feature-map pixels (pixel ``q`` at the
+point ``q``, see ``api.md``); pixel ``q`` covers the part ``[q, q + 1) / W`` of the frame,
+so its normalised position is ``(q + 0.5) / W``. Ground-truth boxes ``(x1, y1, x2, y2)``
+are in video pixels; their centre is divided by the video size. Both are then in
+``[0, 1]``, the paper's "normalised to the size of the input".
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy in percent: ``logits [B, K]``, ``labels [B]``."""
+    if logits.dim() != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"logits must be [B, K] and labels [B], got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    return 100.0 * (logits.argmax(-1) == labels).float().mean().item()
+
+
+def confusion_matrix(predictions: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """``[K, K]`` int64 counts: row = true class, column = predicted class."""
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions and labels must have one shape, got {tuple(predictions.shape)} and {tuple(labels.shape)}")
+    flat = labels.long() * num_classes + predictions.long()
+    return torch.bincount(flat.cpu(), minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def region_centers(regions: Tensor, map_height: int, map_width: int) -> Tensor:
+    """Normalised centres of regions ``[..., N, 4]`` (cx, cy, sx, sy in map pixels) -> ``[..., N, 2]`` in [0, 1]."""
+    scale = regions.new_tensor([map_width, map_height])
+    return (regions[..., :2] + 0.5) / scale
+
+
+def box_centers(boxes: Tensor, video_size: int) -> Tensor:
+    """Normalised centres of boxes ``[..., D, 4]`` (x1, y1, x2, y2 in video pixels) -> ``[..., D, 2]``."""
+    return (boxes[..., :2] + boxes[..., 2:]) / (2 * video_size)
+
+
+def distance_sums(centers: Tensor, objects: Tensor) -> tuple[Tensor, Tensor, int, int]:
+    """The sums of Eq. 15 and 16 over a batch, to be averaged over a whole data set.
+
+    ``centers [B, T, N, 2]`` (predicted, normalised), ``objects [B, T, D, 2]``
+    (ground truth, normalised). Returns ``(sum_p, sum_r, count_p, count_r)``: the sum over
+    frames and nodes of each node's distance to its nearest object, the sum over frames
+    and objects of each object's distance to its nearest node, and how many terms each has.
+    """
+    if centers.dim() != 4 or objects.dim() != 4 or centers.shape[:2] != objects.shape[:2] or centers.shape[-1] != 2 or objects.shape[-1] != 2:
+        raise ValueError(f"centers must be [B, T, N, 2] and objects [B, T, D, 2], got {tuple(centers.shape)} and {tuple(objects.shape)}")
+    frames = rearrange(centers, "b t n xy -> (b t) n xy"), rearrange(objects, "b t d xy -> (b t) d xy")
+    dist = torch.cdist(frames[0].float(), frames[1].float())  # [(B T), N, D]
+    return dist.min(2).values.sum(), dist.min(1).values.sum(), dist.shape[0] * dist.shape[1], dist.shape[0] * dist.shape[2]
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    return 2 * a * b / (a + b) if a + b > 0 else 0.0
+
+
+def object_centric_distance(centers: Tensor, objects: Tensor) -> dict[str, float]:
+    """Appendix F.3 on one batch: ``precision`` (Eq. 15, Dist_p), ``recall`` (Eq. 16, Dist_r)
+    and ``score``, their harmonic mean. Lower is better; 0 means every node sits on an
+    object and every object has a node on it. Shapes as :func:`distance_sums`.
+    """
+    sum_p, sum_r, n_p, n_r = distance_sums(centers, objects)
+    precision, recall = sum_p.item() / n_p, sum_r.item() / n_r
+    return {"precision": precision, "recall": recall, "score": harmonic_mean(precision, recall)}
+
+
+def motion_blind_ceiling(train_digits: Tensor, train_labels: Tensor, val_digits: Tensor, val_labels: Tensor) -> float:
+    """The best accuracy (percent) of a classifier that sees *which* digits a video holds
+    but not how they move: for each multiset of digit classes, predict the label that
+    ``train`` most often gives it, and score that rule on ``val``.
+
+    ``*_digits [V, D]`` classes, ``*_labels [V]``. A model that recognises digits perfectly
+    but ignores motion cannot beat this (up to sampling error); a plain per-frame ResNet
+    is such a model, so this is the bar that a graph must clear by using motion.
+    """
+    def keys(digits: Tensor) -> Tensor:
+        ordered = digits.sort(-1).values.long()
+        return (ordered * (10 ** torch.arange(digits.shape[-1] - 1, -1, -1, device=digits.device))).sum(-1)
+
+    num_classes = int(max(train_labels.max(), val_labels.max())) + 1
+    train_keys, val_keys = keys(train_digits), keys(val_digits)
+    table = torch.zeros(10 ** train_digits.shape[-1], num_classes, dtype=torch.int64)
+    table.index_put_((train_keys.cpu(), train_labels.long().cpu()), torch.ones_like(train_keys.cpu()), accumulate=True)
+    best = table.argmax(-1)
+    return 100.0 * (best[val_keys.cpu()] == val_labels.cpu()).float().mean().item()

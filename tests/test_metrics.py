@@ -1,0 +1,50 @@
+"""Metrics: accuracy, confusion matrix, the object-centric distance (App. F.3), the motion-blind ceiling."""
+
+import pytest
+import torch
+
+from dyreg_edu.metrics import (accuracy, box_centers, confusion_matrix, motion_blind_ceiling, object_centric_distance,
+                               region_centers)
+
+
+def test_accuracy_and_confusion():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    labels = torch.tensor([0, 1, 2, 2])
+    assert accuracy(logits, labels) == 75.0
+    cm = confusion_matrix(logits.argmax(-1), labels, 3)
+    assert cm.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    with pytest.raises(ValueError, match="logits must be"):
+        accuracy(logits[0], labels)
+
+
+def test_centres_are_normalised_to_the_frame():
+    # map pixel 0 covers [0, 1/16) of the frame: its centre is 0.5 / 16
+    regions = torch.tensor([[0.0, 15.0, 2.0, 2.0]])
+    assert region_centers(regions, 16, 16).tolist() == [[0.5 / 16, 15.5 / 16]]
+    assert box_centers(torch.tensor([[0.0, 32.0, 64.0, 64.0]]), 128).tolist() == [[0.25, 0.375]]
+
+
+def test_object_centric_distance_on_hand_made_boxes():
+    # one frame, two nodes, two objects; node 0 on object 0, node 1 at distance 0.3 from object 1
+    nodes = torch.tensor([[[[0.2, 0.2], [0.8, 0.5]]]])
+    objects = torch.tensor([[[[0.2, 0.2], [0.8, 0.8]]]])
+    d = object_centric_distance(nodes, objects)
+    assert d["precision"] == pytest.approx(0.15)  # (0 + 0.3) / 2
+    assert d["recall"] == pytest.approx(0.15)
+    # both nodes on object 0: precision 0, recall (0 + dist(obj1, nearest node)) / 2
+    both = torch.tensor([[[[0.2, 0.2], [0.2, 0.2]]]])
+    d = object_centric_distance(both, objects)
+    far = ((0.6 ** 2) * 2) ** 0.5
+    assert d["precision"] == pytest.approx(0.0) and d["recall"] == pytest.approx(far / 2)
+    assert d["score"] == 0.0  # a harmonic mean of distances follows the smaller one (the book says so)
+    with pytest.raises(ValueError, match="centers must be"):
+        object_centric_distance(nodes[0], objects)
+
+
+def test_motion_blind_ceiling():
+    # multiset {1, 2} -> label 5 twice, label 6 once: the rule predicts 5
+    train_digits = torch.tensor([[1, 2], [2, 1], [1, 2], [3, 3]])
+    train_labels = torch.tensor([5, 5, 6, 7])
+    val_digits = torch.tensor([[2, 1], [1, 2], [3, 3], [3, 3]])
+    val_labels = torch.tensor([5, 6, 7, 0])
+    assert motion_blind_ceiling(train_digits, train_labels, val_digits, val_labels) == 50.0
