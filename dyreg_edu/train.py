@@ -1,0 +1,699 @@
+"""Training DyReg-GNN on MultiSyncMNIST: one readable loop, two scales, exact resume.
+
+Usage (CLI, see ``python -m dyreg_edu.train --help``)::
+
+    python -m dyreg_edu.train --variant dyreg --scale mini --out runs/mini/dyreg
+    python -m dyreg_edu.train --variant dyreg --scale mini --out runs/mini/dyreg --resume
+
+or from Python: ``train(config("dyreg", "mini"), "runs/mini/dyreg")``.
+
+**Scales** (:data:`SCALES`):
+
+- ``paper``: the paper's data and model (Appendix E.1): 600,000 training videos an epoch,
+  the 10,000 validation videos, 5 digits, 10 frames at 128 x 128, the ResNet-18 of
+  Table 6 trained from scratch. Needs a GPU.
+- ``mini``: designed so that a 2-core CPU trains one variant in minutes and the paper's
+  contrast can still show: 64 x 64 videos with 3 digits and 8 frames, a small ResNet
+  (widths 16/32/64, one block a stage) whose first two stages (the part before the graph)
+  are learned **once**, per frame, to find digits (:func:`pretrain_digits`, using the
+  generator's boxes and digit classes) and then frozen, so that each variant spends its
+  minutes on what differs between them: the graph, ``layer3`` and the classifier.
+
+**Recipes** (:data:`RECIPES`): ``paper`` is the paper's SGD, lr 0.001, momentum 0.9
+(with the authors' weight decay 5e-4 and a constant rate); ``fast`` is AdamW with a short
+warm-up and a cosine decay, the default at both scales (the chapters show why).
+
+**Exact resume.** The batch at step ``s`` is a pure function of ``(seed, s)``
+(:class:`~data_gen.multisync.MultiSyncLoader` orders each epoch by a counter-based hash),
+and a checkpoint holds the model, optimiser, scheduler and every random generator's state,
+so a run stopped by ``--max-minutes`` and continued with ``--resume`` logs the same losses
+as one that ran straight through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
+
+from .dyreg import VARIANTS
+from .metrics import accuracy, box_centers, confusion_matrix, distance_sums, harmonic_mean, region_centers
+from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
+
+MODEL_VARIANTS = ("resnet18",) + VARIANTS
+#: The part of the model that :func:`pretrain_digits` learns and ``freeze_backbone`` freezes.
+BACKBONE_PARTS = ("stem", "layer1", "layer2")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint and result file)."""
+
+    variant: str = "dyreg"
+    scale: str = "mini"
+    recipe: str = "fast"
+    # data (data_gen.multisync.MultiSyncMNIST)
+    size: int = 64
+    num_digits: int = 3
+    num_frames: int = 8
+    train_videos: int = 600_000
+    val_videos: int = 2_000
+    data_seed: int = 0
+    # model (dyreg_edu.models.SyncMNISTModel)
+    widths: tuple = MINI_BACKBONE["widths"]
+    blocks: tuple = MINI_BACKBONE["blocks"]
+    stem: str = MINI_BACKBONE["stem"]
+    num_nodes: int = 9
+    dropout: float = 0.0
+    dropout_on: str = "map"
+    classifier_init: str = "torch"
+    block: dict = field(default_factory=dict)  # DyRegBlock switches, e.g. {"fixed_size": 2.0}
+    backbone: str = "digits"  # "digits": pretrained by pretrain_digits; "scratch"
+    freeze_backbone: bool = True
+    head_init: str = "none"  # "resnet18": graph variants start from the trained plain model's layer3 + classifier
+    # optimisation
+    epochs: float = 1.0
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    grad_clip: float = 5.0
+    # bookkeeping
+    eval_every: int = 250
+    checkpoint_minutes: float = 3.0
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.train_videos // self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        """The length of the learning-rate schedule (``epochs`` epochs)."""
+        return max(1, math.ceil(self.epochs * self.steps_per_epoch))
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+#: The two scales; a variant's config is ``config(variant, scale)``.
+SCALES = {
+    "mini": dict(size=64, num_digits=3, num_frames=8, train_videos=600_000, val_videos=2_000,
+                 **MINI_BACKBONE, backbone="digits", freeze_backbone=True, head_init="resnet18", epochs=0.08,
+                 batch_size=32, dropout=0.0, classifier_init="torch", eval_every=250),
+    "paper": dict(size=128, num_digits=5, num_frames=10, train_videos=600_000, val_videos=10_000,
+                  **PAPER_BACKBONE, backbone="scratch", freeze_backbone=False, epochs=10.0, batch_size=64,
+                  dropout=0.5, dropout_on="map", classifier_init="authors", eval_every=2000),
+}
+#: Where one variant's settings differ at a scale: the mini plain model trains first, twice as long
+#: (to its motion-blind plateau), and the graph variants start from it.
+VARIANT_SETTINGS = {"mini": {"resnet18": dict(epochs=0.16, head_init="none")}}
+#: The optimisers: the paper's (Section 4.2) and a faster one.
+RECIPES = {
+    "paper": dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, schedule="constant", warmup_steps=0),
+    "fast": dict(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100),
+}
+
+
+def config(variant: str = "dyreg", scale: str = "mini", recipe: str = "fast", **overrides) -> TrainConfig:
+    """The configuration of ``variant`` at ``scale`` with ``recipe``; ``overrides`` replace any field."""
+    if variant not in MODEL_VARIANTS:
+        raise ValueError(f"variant must be one of {MODEL_VARIANTS}, got {variant!r}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+    settings = {**SCALES[scale], **RECIPES[recipe], **VARIANT_SETTINGS.get(scale, {}).get(variant, {})}
+    cfg = TrainConfig(variant=variant, scale=scale, recipe=recipe, **settings)
+    cfg = dataclasses.replace(cfg, **overrides)
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise a one-line ``ValueError`` naming the first bad setting."""
+    checks = [
+        ("variant", cfg.variant in MODEL_VARIANTS, f"one of {MODEL_VARIANTS}"),
+        ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "a positive int"),
+        ("epochs", cfg.epochs > 0, "positive"),
+        ("lr", cfg.lr > 0, "positive"),
+        ("optimizer", cfg.optimizer in ("sgd", "adamw"), "'sgd' or 'adamw'"),
+        ("schedule", cfg.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
+        ("backbone", cfg.backbone in ("digits", "scratch"), "'digits' or 'scratch'"),
+        ("head_init", cfg.head_init in ("none", "resnet18"), "'none' or 'resnet18'"),
+        ("device", cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "'cpu' or 'cuda'"),
+        ("train_videos", cfg.train_videos >= cfg.batch_size, f"at least the batch size ({cfg.batch_size})"),
+        ("val_videos", cfg.val_videos >= 1, "a positive int"),
+        ("eval_every", cfg.eval_every >= 1, "a positive int"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"{name} must be {expected}, got {getattr(cfg, name)!r}")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r} asked for, but torch sees no CUDA GPU")
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def build_model(cfg: TrainConfig) -> SyncMNISTModel:
+    """The model of ``cfg`` (random weights; the pretrained backbone is loaded by :func:`train`)."""
+    return SyncMNISTModel(cfg.variant, NUM_CLASSES, cfg.num_nodes, input_size=cfg.size, widths=tuple(cfg.widths),
+                          blocks=tuple(cfg.blocks), stem=cfg.stem, dropout=cfg.dropout, dropout_on=cfg.dropout_on,
+                          classifier_init=cfg.classifier_init, **cfg.block)
+
+
+def build_data(cfg: TrainConfig, split: str, device=None) -> MultiSyncMNIST:
+    """The training split (``train_videos`` an epoch) or the fixed validation slice (the first ``val_videos``)."""
+    num = cfg.train_videos if split == "train" else cfg.val_videos
+    return MultiSyncMNIST(split, num_videos=num, num_digits=cfg.num_digits, num_frames=cfg.num_frames,
+                          size=cfg.size, seed=cfg.data_seed, device=device or cfg.device)
+
+
+def as_input(videos: Tensor) -> Tensor:
+    """uint8 videos ``[B, T, S, S]`` -> the model's float input ``[B, T, 1, S, S]`` in [0, 1]."""
+    return videos[:, :, None].float() / 255
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def learning_rate_factor(cfg: TrainConfig, step: int) -> float:
+    """The multiplier of ``cfg.lr`` at ``step``: linear warm-up, then constant or cosine to zero."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def freeze(model: SyncMNISTModel) -> None:
+    """Freeze the backbone parts (no gradients, BatchNorm statistics kept)."""
+    for name in BACKBONE_PARTS:
+        part = getattr(model, name)
+        part.eval()
+        part.requires_grad_(False)
+
+
+def set_train_mode(model: SyncMNISTModel, cfg: TrainConfig) -> None:
+    model.train()
+    if cfg.freeze_backbone:
+        for name in BACKBONE_PARTS:
+            getattr(model, name).eval()
+
+
+def autocast(cfg: TrainConfig):
+    if cfg.device.startswith("cuda") and cfg.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(model: SyncMNISTModel, data: MultiSyncMNIST, *, batch_size: int = 100, cfg: TrainConfig | None = None,
+             confusion: bool = False, still: bool = False) -> dict:
+    """Accuracy (percent), loss, and for models with regions the object-centric distance
+    (Appendix F.3) of the graph's regions to the digits, over all of ``data``.
+
+    ``still=True`` shows the model *still* videos: every frame replaced by the first one,
+    so the digits are there but nothing moves. A model that uses motion loses accuracy on
+    them; a motion-blind one does not. The model is put in eval mode (and left there).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    correct, loss_sum, sums = 0, 0.0, [0.0, 0.0, 0, 0]
+    predictions, labels = [], []
+    ctx = autocast(cfg) if cfg is not None else contextlib.nullcontext()
+    for start in range(0, len(data), batch_size):
+        batch = data.batch(range(start, min(len(data), start + batch_size)))
+        label, video = batch["label"].to(device), batch["video"].to(device)
+        if still:
+            video = video[:, :1].expand_as(video)
+        with ctx:
+            logits, aux = model(as_input(video), return_aux=True)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, label, reduction="sum").item()
+        correct += (logits.argmax(-1) == label).sum().item()
+        predictions.append(logits.argmax(-1).cpu())
+        labels.append(label.cpu())
+        if "regions" in aux and model.graph is not None:
+            centers = region_centers(aux["regions"].float(), model.graph.height, model.graph.width)
+            part = distance_sums(centers, box_centers(batch["boxes"].to(device), data.size))
+            sums = [a + (b.item() if torch.is_tensor(b) else b) for a, b in zip(sums, part)]
+    out = {"val_accuracy": 100.0 * correct / len(data), "val_loss": loss_sum / len(data), "val_videos": len(data)}
+    if sums[2]:
+        precision, recall = sums[0] / sums[2], sums[1] / sums[3]
+        out["object_centric"] = {"precision": precision, "recall": recall, "score": harmonic_mean(precision, recall)}
+    if confusion:
+        out["confusion"] = confusion_matrix(torch.cat(predictions), torch.cat(labels), NUM_CLASSES)
+    return out
+
+
+# --------------------------------------------------------------------------- the digit backbone (mini scale)
+
+
+def digit_targets(boxes: Tensor, digits: Tensor, map_size: int, video_size: int) -> Tensor:
+    """Per-cell digit classes for :func:`pretrain_digits`: ``[B, T, H, W]`` int64, the class
+    of the digit whose box centre falls in the cell, 10 (background) elsewhere.
+
+    ``boxes [B, T, D, 4]`` in video pixels, ``digits [B, D]``.
+    """
+    B, T, D, _ = boxes.shape
+    cell = (box_centers(boxes, video_size) * map_size).long().clamp_(0, map_size - 1)  # [B, T, D, 2] (x, y)
+    target = torch.full((B, T, map_size, map_size), 10, dtype=torch.int64, device=boxes.device)
+    b, t, d = torch.meshgrid(torch.arange(B), torch.arange(T), torch.arange(D), indexing="ij")
+    target[b, t, cell[..., 1], cell[..., 0]] = digits[:, None, :].expand(B, T, D).to(boxes.device)
+    return target
+
+
+def pretrain_digits(cfg: TrainConfig, *, steps: int = 1500, batch_size: int = 16, lr: float = 3e-3,
+                    progress: bool = True) -> tuple[dict, dict]:
+    """Learn the backbone parts (stem, layer1, layer2) once, per frame, to find digits.
+
+    A 1x1 conv on ``layer2``'s map predicts, at every cell, the class of the digit centred
+    there or "background" (:func:`digit_targets`); background cells weigh 0.1. Training
+    videos come from the generator (indices past the ones of any variant's run, so no video
+    is reused). Returns ``(state_dict of the parts, report)``; the report has the per-cell
+    accuracy on digit cells of validation videos.
+    """
+    torch.manual_seed(cfg.seed)
+    model = build_model(dataclasses.replace(cfg, variant="resnet18"))
+    channels = cfg.widths[1]
+    head = nn.Conv2d(channels, 11, 1)
+    parts = nn.ModuleDict({name: getattr(model, name) for name in BACKBONE_PARTS})
+    params = list(parts.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    data = build_data(dataclasses.replace(cfg, train_videos=cfg.train_videos), "train", "cpu")
+    weight = torch.ones(11)
+    weight[10] = 0.1
+    map_size = cfg.size // {"resnet": 8, "small": 4}[cfg.stem]
+    first = len(data) - steps * batch_size  # the last videos of the epoch: never in a variant's short run
+    bar = _progress(range(steps), progress, "digits")
+    start = time.time()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        batch = data.batch(range(first + step * batch_size, first + (step + 1) * batch_size))
+        target = digit_targets(batch["boxes"], batch["digits"], map_size, cfg.size)
+        logits = head(rearrange_frames(model.features(as_input(batch["video"]))))
+        loss = F.cross_entropy(logits, rearrange_frames(target), weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if progress:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    val = build_data(cfg, "val", "cpu")
+    with torch.no_grad():
+        batch = val.batch(range(min(500, len(val))))
+        target = rearrange_frames(digit_targets(batch["boxes"], batch["digits"], map_size, cfg.size))
+        pred = head(rearrange_frames(model.features(as_input(batch["video"])))).argmax(1)
+    on_digits = target != 10
+    report = {"digit_cell_accuracy": 100.0 * (pred[on_digits] == target[on_digits]).float().mean().item(),
+              "background_accuracy": 100.0 * (pred[~on_digits] == 10).float().mean().item(),
+              "steps": steps, "batch_size": batch_size, "train_videos": steps * batch_size,
+              "wall_seconds": round(time.time() - start, 1)}
+    return {k: v for k, v in model.state_dict().items() if k.split(".")[0] in BACKBONE_PARTS}, report
+
+
+def rearrange_frames(x: Tensor) -> Tensor:
+    """``[B, T, ...] -> [(B T), ...]``."""
+    return x.flatten(0, 1)
+
+
+def digit_backbone_path(cfg: TrainConfig) -> Path:
+    return REPO_ROOT / "checkpoints" / f"multisync_{cfg.scale}_digits.pt"
+
+
+def load_digit_backbone(cfg: TrainConfig, model: SyncMNISTModel, *, progress: bool = True) -> dict:
+    """Load the pretrained backbone parts into ``model`` (training and saving them first
+    if ``checkpoints/multisync_<scale>_digits.pt`` does not exist). Returns its report."""
+    path = digit_backbone_path(cfg)
+    if not path.exists():
+        state, report = pretrain_digits(cfg, progress=progress)
+        report.update(provenance_fields(f"dyreg_edu.train.pretrain_digits(config({cfg.variant!r}, {cfg.scale!r}))",
+                                        report["wall_seconds"], cfg.device))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": state, "report": report, "config": _backbone_config(cfg)}, path)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved["config"] != _backbone_config(cfg):
+        raise ValueError(f"{path} was trained for {saved['config']}, not {_backbone_config(cfg)}: delete it to retrain")
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in saved["model"].items()}, strict=False)
+    if unexpected or any(k.split(".")[0] in BACKBONE_PARTS for k in missing):
+        raise ValueError(f"{path} does not fit this model's backbone")
+    return saved["report"]
+
+
+def resnet_head_path(cfg: TrainConfig) -> Path:
+    return REPO_ROOT / "checkpoints" / f"multisync_{cfg.scale}_resnet18.pt"
+
+
+def load_resnet_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
+    """Start a graph variant from the trained plain model: copy its ``layer3`` and classifier
+    (and check that its backbone is this one). The graph block is the identity at
+    initialisation, so the variant starts exactly where the plain model ended and its
+    training goes to what the graph adds. Returns the plain model's result fields."""
+    path = resnet_head_path(cfg)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: head_init='resnet18' needs the trained plain model first "
+                                f"(python -m dyreg_edu.ablations --scale {cfg.scale} trains it before the graph variants)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    plain = TrainConfig.from_dict(saved["config"])
+    if _backbone_config(plain) != _backbone_config(cfg) or plain.backbone != cfg.backbone:
+        raise ValueError(f"{path} was trained on another backbone or data ({_backbone_config(plain)})")
+    state = model.state_dict()
+    for key, value in saved["model"].items():
+        if key.split(".")[0] in BACKBONE_PARTS + ("layer3", "classifier"):
+            state[key] = value.to(state[key].dtype)
+    model.load_state_dict(state)
+    return {k: saved["result"][k] for k in ("val_accuracy", "train_videos", "commit", "date")}
+
+
+def _backbone_config(cfg: TrainConfig) -> dict:
+    return {"size": cfg.size, "widths": list(cfg.widths), "blocks": list(cfg.blocks), "stem": cfg.stem,
+            "num_digits": cfg.num_digits, "num_frames": cfg.num_frames, "data_seed": cfg.data_seed}
+
+
+# --------------------------------------------------------------------------- checkpoints and results
+
+
+def provenance_fields(command: str, wall_seconds: float, device: str) -> dict:
+    from .notebook import cpu_name, git_commit
+
+    name = torch.cuda.get_device_name(0) if device.startswith("cuda") else cpu_name()
+    return {"command": command, "commit": git_commit(), "device": name,
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "wall_seconds": round(wall_seconds, 1)}
+
+
+def _rng_state(device: str) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(path: Path, model, optimizer, cfg: TrainConfig, state: dict) -> None:
+    """Everything needed to resume; written to a temporary file first, so a kill never leaves half a file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg.to_dict(),
+                "state": state, "rng": _rng_state(cfg.device)}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no checkpoint at {path} to resume from")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def export_checkpoint(run_dir, path, *, half: bool = True) -> Path:
+    """A compact copy of a run for the book: the model (fp16 by default), config and result."""
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    model = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    result = json.loads((run_dir / "result.json").read_text())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model, "config": ckpt["config"], "result": result}, path)
+    return path
+
+
+def load_trained(path, device: str = "cpu") -> tuple[SyncMNISTModel, MultiSyncMNIST]:
+    """A trained checkpoint back as ``(model in eval mode, validation MultiSyncMNIST)``.
+
+    ``model(as_input(val.batch(idx)["video"]))`` gives its logits.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), device=device)
+    model = build_model(cfg)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    return model.to(device).eval(), build_data(cfg, "val", device)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | None = None,
+          max_minutes: float | None = None, progress: bool = True, command: str | None = None) -> dict:
+    """Train ``cfg`` into ``out_dir`` (``log.jsonl``, ``checkpoint.pt``, ``result.json``).
+
+    Stops after ``max_steps`` steps counted from the start of training (default: the whole
+    schedule, ``cfg.total_steps``) or ``max_minutes`` of this call, whichever comes first,
+    and always saves a checkpoint. ``resume=True`` continues from ``out_dir/checkpoint.pt``.
+    Returns the result dict (also written to ``result.json``).
+    """
+    check_config(cfg)
+    out = Path(out_dir)
+    ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
+    if not resume and ckpt_path.exists():
+        raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or another out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    backbone_report = None
+    if cfg.backbone == "digits":
+        backbone_report = load_digit_backbone(cfg, model, progress=progress)
+    head_report = None
+    if cfg.head_init == "resnet18" and cfg.variant != "resnet18":
+        head_report = load_resnet_head(cfg, model)
+    if cfg.freeze_backbone:
+        freeze(model)
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    state = {"step": 0, "seconds": 0.0, "best_val_accuracy": None}
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        saved = TrainConfig.from_dict(ckpt["config"])
+        if dataclasses.replace(saved, device=cfg.device) != cfg:
+            raise ValueError(f"{ckpt_path} was made with another configuration; resume with the same settings")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        _set_rng_state(ckpt["rng"])
+        _truncate_log(log_path, state["step"])
+    elif log_path.exists():
+        log_path.unlink()
+    forward = torch.compile(model) if cfg.compile else model
+
+    train_data, val_data = build_data(cfg, "train"), build_data(cfg, "val")
+    loader = train_data.iter_batches(cfg.batch_size, shuffle=True)
+    stop = min(cfg.total_steps, max_steps if max_steps is not None else cfg.total_steps)
+    deadline = time.time() + 60 * max_minutes if max_minutes is not None else math.inf
+    last_save, order, order_epoch = time.time(), None, None
+    bar = _progress(range(state["step"], stop), progress, cfg.variant, initial=state["step"], total=stop)
+    with log_path.open("a") as log:
+        while state["step"] < stop and time.time() < deadline:
+            tic, step = time.time(), state["step"]
+            epoch, j = divmod(step, cfg.steps_per_epoch)
+            if epoch != order_epoch:
+                loader.set_epoch(epoch)
+                order, order_epoch = loader.order(), epoch
+            batch = train_data.batch(order[j * cfg.batch_size:(j + 1) * cfg.batch_size])
+            video, label = as_input(batch["video"]).to(device), batch["label"].to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * learning_rate_factor(cfg, step)
+            set_train_mode(model, cfg)
+            with autocast(cfg):
+                logits = forward(video)
+            loss = F.cross_entropy(logits.float(), label)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            state["step"] = step + 1
+            state["seconds"] += time.time() - tic
+            record = {"step": state["step"], "loss": round(loss.item(), 6), "accuracy": round(accuracy(logits, label), 2),
+                      "lr": optimizer.param_groups[0]["lr"], "videos_per_second": round(cfg.batch_size / (time.time() - tic), 1)}
+            if model.graph is not None:
+                record["gamma"] = _gammas(model)
+            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.total_steps:
+                tic = time.time()
+                record.update(_rounded(evaluate(model, val_data, cfg=cfg)))
+                state["seconds"] += time.time() - tic
+                state["best_val_accuracy"] = max(state["best_val_accuracy"] or 0.0, record["val_accuracy"])
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if progress:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.0f}",
+                                vps=f"{record['videos_per_second']:.0f}", val=record.get("val_accuracy", ""))
+            if time.time() - last_save > 60 * cfg.checkpoint_minutes:
+                save_checkpoint(ckpt_path, model, optimizer, cfg, state)
+                last_save = time.time()
+    if progress:
+        bar.close()
+    save_checkpoint(ckpt_path, model, optimizer, cfg, state)
+    result = _result(cfg, model, val_data, state, log_path, command, backbone_report)
+    if head_report is not None:
+        result["head_init"] = head_report
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _result(cfg, model, val_data, state, log_path, command, backbone_report) -> dict:
+    """The result file: the last validation of the log, or a fresh one if the log has none at this step."""
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    last_val = next((r for r in reversed(records) if "val_accuracy" in r), None)
+    if last_val is None or last_val["step"] != state["step"]:
+        last_val = {"step": state["step"], **_rounded(evaluate(model, val_data, cfg=cfg))}
+    result = {
+        "variant": cfg.variant, "scale": cfg.scale, "recipe": cfg.recipe,
+        "val_accuracy": last_val["val_accuracy"], "val_loss": last_val["val_loss"], "val_videos": cfg.val_videos,
+        "train_videos": state["step"] * cfg.batch_size, "epochs": round(state["step"] / cfg.steps_per_epoch, 4),
+        "steps": state["step"], "total_steps": cfg.total_steps, "finished": state["step"] >= cfg.total_steps,
+        **({"object_centric": last_val["object_centric"]} if "object_centric" in last_val else {}),
+        "still_val_accuracy": round(evaluate(model, val_data, cfg=cfg, still=True)["val_accuracy"], 4),
+        **provenance_fields(command or f"dyreg_edu.train.train(config({cfg.variant!r}, {cfg.scale!r}))",
+                            state["seconds"], cfg.device),
+        "config": cfg.to_dict(),
+    }
+    if backbone_report is not None:
+        result["digit_backbone"] = backbone_report
+    return result
+
+
+def _gammas(model: SyncMNISTModel) -> dict:
+    """The two scales that start at zero: the residual LayerNorm's and the regions' gamma (Eq. 11)."""
+    g = {"residual": model.graph.residual_norm.scale.detach().abs().mean().item()}
+    gen = model.graph.region_generator
+    if gen is not None and getattr(gen, "gamma", None) is not None:
+        g["regions"] = gen.gamma.detach().abs().mean().item()
+    return {k: round(v, 5) for k, v in g.items()}
+
+
+def _rounded(d: dict) -> dict:
+    return {k: (round(v, 4) if isinstance(v, float) else _rounded(v) if isinstance(v, dict) else v) for k, v in d.items()}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint's step (written after the last save of an interrupted run)."""
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in lines))
+
+
+def _progress(iterable, enabled: bool, desc: str, **kwargs):
+    if not enabled:
+        return _NoBar(iterable)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, dynamic_ncols=True, **kwargs)
+
+
+class _NoBar:
+    def __init__(self, iterable):
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dyreg_edu.train", description="Train a MultiSyncMNIST model.")
+    p.add_argument("--variant", required=True, help=f"one of {', '.join(MODEL_VARIANTS)}")
+    p.add_argument("--scale", default="mini", help="mini (CPU, minutes) or paper (GPU)")
+    p.add_argument("--recipe", default="fast", help="fast (AdamW, cosine) or paper (SGD 0.001, momentum 0.9)")
+    p.add_argument("--out", required=True, help="run directory: log.jsonl, checkpoint.pt, result.json")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps from the start of training")
+    p.add_argument("--max-minutes", type=float, help="stop (and save) after this many minutes of this call")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=float, help="schedule length in epochs")
+    p.add_argument("--train-videos", type=int, help="videos in one training epoch")
+    p.add_argument("--val-videos", type=int, help="size of the fixed validation slice")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--num-digits", type=int)
+    p.add_argument("--fixed-size", type=float, help="constant region half-size of the fixed-size variants (Table 11)")
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    names = {"batch_size": "batch_size", "epochs": "epochs", "train_videos": "train_videos", "val_videos": "val_videos",
+             "lr": "lr", "num_nodes": "num_nodes", "num_digits": "num_digits", "eval_every": "eval_every"}
+    overrides = {field_: getattr(args, arg) for arg, field_ in names.items() if getattr(args, arg) is not None}
+    if args.fixed_size is not None:
+        overrides["block"] = {"fixed_size": args.fixed_size}
+    command = "python -m dyreg_edu.train " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    try:
+        if args.max_steps is not None and args.max_steps < 0:
+            raise ValueError(f"max_steps must be at least 0, got {args.max_steps}")
+        if args.max_minutes is not None and args.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be positive, got {args.max_minutes}")
+        cfg = config(args.variant, args.scale, args.recipe, device=args.device, seed=args.seed, compile=args.compile, **overrides)
+        result = train(cfg, args.out, resume=args.resume, max_steps=args.max_steps, max_minutes=args.max_minutes,
+                       progress=not args.no_progress, command=command)
+    except (ValueError, FileNotFoundError) as error:
+        p.exit(2, f"{p.prog}: error: {error}\n")
+    print(json.dumps({k: result[k] for k in ("variant", "scale", "steps", "val_accuracy", "wall_seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The trainer: every variant learns, exact resume, checkpoints, load_trained, the CLI's errors."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from dyreg_edu import ablations, train
+from dyreg_edu.train import MODEL_VARIANTS, config, digit_targets, load_trained
+
+
+def tiny(variant="dyreg", **overrides):
+    """32-pixel videos with 2 digits and 3 frames, 8 training videos (so a few steps memorise them)."""
+    settings = dict(size=32, num_digits=2, num_frames=3, train_videos=8, val_videos=4, batch_size=8, epochs=50,
+                    backbone="scratch", freeze_backbone=False, head_init="none", warmup_steps=0, lr=3e-3, eval_every=4,
+                    checkpoint_minutes=0.0)
+    settings.update(overrides)
+    return config(variant, "mini", **settings)
+
+
+def losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("variant", MODEL_VARIANTS)
+def test_every_variant_learns(variant, tmp_path):
+    torch.manual_seed(0)
+    result = train.train(tiny(variant), tmp_path, max_steps=8, progress=False)
+    first, last = losses(tmp_path)[0], losses(tmp_path)[-1]
+    assert last < first - 0.2, (variant, first, last)
+    assert result["steps"] == 8 and result["train_videos"] == 64 and result["variant"] == variant
+    for key in ("val_accuracy", "val_videos", "train_videos", "epochs", "command", "commit", "device", "date", "wall_seconds"):
+        assert key in result
+
+
+def test_resume_gives_the_losses_of_a_straight_run(tmp_path):
+    cfg = tiny("dyreg", dropout=0.5, train_videos=16)  # dropout: the random state must be restored too
+    train.train(cfg, tmp_path / "straight", max_steps=6, progress=False)
+    train.train(cfg, tmp_path / "split", max_steps=3, progress=False)
+    result = train.train(cfg, tmp_path / "split", max_steps=6, resume=True, progress=False)
+    assert result["steps"] == 6
+    assert losses(tmp_path / "split") == losses(tmp_path / "straight")
+    assert [json.loads(line)["step"] for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()] == list(range(1, 7))
+
+
+def test_a_finished_run_is_not_overwritten(tmp_path):
+    train.train(tiny("fixed"), tmp_path, max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="exists: pass resume=True"):
+        train.train(tiny("fixed"), tmp_path, max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        train.train(tiny("fixed", lr=1e-2), tmp_path, max_steps=2, resume=True, progress=False)
+
+
+def test_checkpoint_loads_weights_only_and_load_trained_rebuilds(tmp_path):
+    train.train(tiny("pos_only"), tmp_path / "run", max_steps=2, progress=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "config", "state", "rng"} <= set(ckpt)
+    path = train.export_checkpoint(tmp_path / "run", tmp_path / "multisync_tiny_pos_only.pt")
+    model, val = load_trained(path)
+    assert not model.training and len(val) == 4 and val.split == "val" and val.size == 32
+    batch = val.batch(range(4))
+    logits = model(batch["video"][:, :, None].float() / 255)
+    assert logits.shape == (4, 56)
+    full = train.build_model(tiny("pos_only"))
+    full.load_state_dict(ckpt["model"])
+    reference = full.eval()(batch["video"][:, :, None].float() / 255)
+    assert (logits - reference).abs().max() < 5e-2  # the exported copy is fp16
+
+
+def test_digit_targets_mark_the_centre_cells():
+    boxes = torch.tensor([[[[0.0, 0.0, 7.0, 7.0], [24.0, 8.0, 31.0, 15.0]]]])  # [B=1, T=1, D=2, 4] in a 32-px video
+    target = digit_targets(boxes, torch.tensor([[3, 7]]), map_size=8, video_size=32)
+    assert target.shape == (1, 1, 8, 8)
+    assert target[0, 0, 0, 0] == 3 and target[0, 0, 2, 6] == 7
+    assert (target == 10).sum() == 62
+
+
+def test_learning_rate_schedule():
+    cfg = tiny(warmup_steps=2, epochs=10, schedule="cosine")
+    factors = [train.learning_rate_factor(cfg, s) for s in range(cfg.total_steps + 1)]
+    assert factors[:2] == [0.5, 1.0] and factors[-1] == pytest.approx(0.0, abs=1e-9)
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:]))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--variant", "graph"], "variant must be one of"),
+        (["--variant", "dyreg", "--scale", "huge"], "scale must be one of"),
+        (["--variant", "dyreg", "--batch-size", "0"], "batch_size must be a positive int, got 0"),
+        (["--variant", "dyreg", "--lr", "-1"], "lr must be positive, got -1.0"),
+        (["--variant", "dyreg", "--max-minutes", "0"], "max_minutes must be positive, got 0.0"),
+        (["--variant", "dyreg", "--resume"], "no checkpoint at"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(argv + ["--out", str(tmp_path / "run"), "--no-progress"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_cli_trains_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(train.SCALES, "mini", {**train.SCALES["mini"], **dict(
+        size=32, num_digits=2, num_frames=3, train_videos=16, val_videos=4, backbone="scratch", freeze_backbone=False, head_init="none")})
+    out = str(tmp_path / "run")
+    assert train.main(["--variant", "fixed", "--out", out, "--max-steps", "2", "--batch-size", "8", "--epochs", "10", "--no-progress"]) == 0
+    assert train.main(["--variant", "fixed", "--out", out, "--max-steps", "3", "--batch-size", "8", "--epochs", "10", "--no-progress", "--resume"]) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["steps"] == 3 and result["command"].startswith("python -m dyreg_edu.train --variant fixed")
+    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_ablation_runs_and_tables(tmp_path, monkeypatch):
+    assert [r.name for r in ablations.table_runs("5")] == ["resnet18", "fixed", "static", "constant_time", "pos_only", "dyreg"]
+    assert ablations.run_of("dyreg_nodes16").overrides == {"num_nodes": 16}
+    assert ablations.run_of("pos_only_size1").overrides == {"block": {"fixed_size": 1.0}}
+    assert ablations.run_of("pos_only_size2.67").overrides["block"]["fixed_size"] == pytest.approx(16 / 6)
+    with pytest.raises(ValueError, match="table must be one of"):
+        ablations.table_runs("8")
+    monkeypatch.setattr(ablations, "results_dir", lambda scale: tmp_path)
+    (tmp_path / "dyreg.json").write_text(json.dumps({"val_accuracy": 61.5, "train_videos": 100, "wall_seconds": 60.0,
+                                                      "object_centric": {"score": 0.1}}))
+    text = ablations.write_table("9", "mini").read_text()
+    assert "| DyReg-GNN | 95.09 | 61.50 | – | 0.100 | 100 | 1.0 |" in text
+    assert "| DyReg-GNN without GRU | 91.91 | – |" in text
+
+
+def test_digit_backbone_is_pretrained_once_and_loaded(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "digit_backbone_path", lambda cfg: tmp_path / "digits.pt")
+    cfg = tiny("resnet18", backbone="digits", freeze_backbone=True, train_videos=4000)
+    monkeypatch.setattr(train, "pretrain_digits", lambda c, **kw: _real_pretrain(c, steps=3, batch_size=4))
+    model = train.build_model(cfg)
+    report = train.load_digit_backbone(cfg, model, progress=False)
+    assert set(report) >= {"digit_cell_accuracy", "background_accuracy", "commit", "wall_seconds"}
+    saved = torch.load(tmp_path / "digits.pt", weights_only=True)
+    assert all(k.split(".")[0] in train.BACKBONE_PARTS for k in saved["model"])
+    assert torch.equal(model.stem[0].weight, saved["model"]["stem.0.weight"])
+    other = dataclasses.replace(cfg, num_digits=3)
+    with pytest.raises(ValueError, match="was trained for"):
+        train.load_digit_backbone(other, train.build_model(other), progress=False)
+
+
+_real_pretrain = train.pretrain_digits
+
+
+def test_head_init_needs_the_plain_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "resnet_head_path", lambda cfg: tmp_path / "plain.pt")
+    with pytest.raises(FileNotFoundError, match="needs the trained plain model first"):
+        train.train(tiny("dyreg", head_init="resnet18"), tmp_path / "run", max_steps=1, progress=False)
+    train.train(tiny("resnet18"), tmp_path / "plain", max_steps=2, progress=False)
+    train.export_checkpoint(tmp_path / "plain", tmp_path / "plain.pt")
+    cfg = tiny("dyreg", head_init="resnet18")
+    model = train.build_model(cfg)
+    train.load_resnet_head(cfg, model)
+    plain, _ = load_trained(tmp_path / "plain.pt")
+    assert torch.equal(model.classifier.weight, plain.classifier.weight)
+    video = torch.rand(2, 3, 1, 32, 32)
+    assert torch.allclose(model.eval()(video), plain(video), atol=1e-5)  # the block is the identity at init
+
+
+def test_still_videos_remove_the_motion(tmp_path):
+    cfg = tiny("resnet18")
+    model = train.build_model(cfg).eval()
+    data = train.build_data(cfg, "val")
+    moving, still = train.evaluate(model, data), train.evaluate(model, data, still=True)
+    assert moving["val_videos"] == still["val_videos"] == 4
+    assert moving["val_loss"] != still["val_loss"]
