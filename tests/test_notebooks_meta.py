@@ -89,7 +89,7 @@ def test_sync_then_execute_passes(book):
         f'target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" '
         f'alt="Open In Colab"/></a>')
     assert "remove-cell" in nb.cells[0].metadata["tags"]
-    assert f"git+{URL}" in nb.cells[1].source
+    assert f'"{URL}"' in nb.cells[1].source
     assert '"google.colab" in sys.modules' in nb.cells[1].source
     assert nb.cells[2].source == "print(1 + 1)"
     _fake_execute(path)
@@ -134,7 +134,7 @@ def test_url_change_in_config_is_detected_and_synced(book):
     nbtool.sync_colab([path], root)
     nb = nbformat.read(str(path), as_version=4)
     assert "github/other/place/blob/main/book/ch1.ipynb" in nb.cells[1].source
-    assert "git+https://github.com/other/place" in nb.cells[2].source
+    assert '"https://github.com/other/place"' in nb.cells[2].source
 
 
 def test_missing_toc_file_is_reported(book):

@@ -113,16 +113,22 @@ def badge_source(path: Path, root: Path = REPO_ROOT) -> str:
 
 
 def setup_source(root: Path = REPO_ROOT) -> str:
-    url, _ = repository(root)
+    url, branch = repository(root)
     return (
-        "# Setup. In Google Colab this installs the book's package (dyreg_edu, data_gen);\n"
-        "# anywhere else (make book, make test) it is already installed and nothing happens.\n"
+        "# Setup. In Google Colab this clones the book's repository (the library, the trained\n"
+        "# checkpoints and the result files that chapters load) and installs its packages;\n"
+        "# anywhere else (make book, make test) all of it is already here and nothing happens.\n"
+        "import os\n"
         "import subprocess\n"
         "import sys\n"
         "\n"
-        f'PACKAGE = "git+{url}"\n'
+        f'REPOSITORY, CLONE = "{url}", "/content/dyreg-edu"\n'
         'if "google.colab" in sys.modules:\n'
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)'
+        "    if not os.path.isdir(CLONE):\n"
+        f'        subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "{branch}", REPOSITORY, CLONE], check=True)\n'
+        '        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", CLONE], check=True)\n'
+        "    sys.path.insert(0, CLONE)\n"
+        '    os.chdir(os.path.join(CLONE, "book"))'
     )
 
 
