@@ -27,7 +27,7 @@ NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
                --nbval-sanitize-with tools/nbval_sanitize.cfg
 
 .PHONY: help venv book build-book test unit nbval browser-test deps-browser \
-        notebooks check-notebooks sync-colab bench clean distclean
+        notebooks check-notebooks sync-colab bench gpu-queue clean distclean
 
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# //'
@@ -104,6 +104,14 @@ bench: venv
 	@shopt -s nullglob; files=(benchmarks/*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks yet"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f"; done
+
+## ---- the GPU work queue (run it on a GPU machine; see README "On a GPU") ---------
+
+# Plain python3 there (the GPU image has torch); OUT is where the packed results go.
+GPU_PY ?= python3
+GPU_MINUTES ?= 8.5
+gpu-queue:
+	$(GPU_PY) tools/gpu_queue.py --minutes $(GPU_MINUTES) --out "$${OUT:-_build/gpu_queue}"
 
 ## ---- housekeeping ------------------------------------------------------------
 

@@ -154,7 +154,7 @@ def write_table(table: str, scale: str) -> Path:
                      f"| {fmt(r['train_videos'], ',d')} | {fmt(r['wall_seconds'] and r['wall_seconds'] / 60, '.1f')} |")
     lines += ["", "*Still videos*: every frame replaced by the first, so nothing moves; the drop from the column "
               "before is what the model gets from motion. Validation: the first videos of the validation split "
-              "(±1.1 points standard error at 60% on 2,000 videos)."]
+              "(its standard error is about ±1.1 points on 2,000 videos)."]
     path = folder / f"table{table}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -106,6 +106,9 @@ class DyRegBlock(nn.Module):
         size_plus_one, normalize_kernels, clamp_centers, position_grad, messages,
         temporal_first: the code-versus-paper switches (module docstring).
         kernel_eps: added to a kernel's sum before normalising (the authors' 1e-37).
+        residual_scale_init: the initial scale of the residual LayerNorm. ``0.0`` (the authors',
+            the default) makes the block the identity at initialisation; a positive value lets the
+            branch act from the first step (the mini training scale uses it, see ``dyreg_edu.train``).
 
     ``forward(x)`` with ``x`` ``[B, T, C_in, H, W]`` returns ``(y, aux)``: ``y`` like ``x``;
     ``aux`` holds ``regions`` ``[B, T, N, 4]`` as ``(cx, cy, sx, sy)`` (not for ``semantic``),
@@ -134,6 +137,7 @@ class DyRegBlock(nn.Module):
         messages: str = "sum",
         temporal_first: bool = True,
         kernel_eps: float = AUTHORS_KERNEL_EPS,
+        residual_scale_init: float = 0.0,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -172,7 +176,7 @@ class DyRegBlock(nn.Module):
             self.register_buffer("fixed_regions", self._grid_cells(), persistent=False)
         self.position_embedding = nn.Linear(height * width, self.node_dim)
         self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, messages, temporal_first)
-        self.residual_norm = map_norm(in_channels, scale_init=0.0)
+        self.residual_norm = map_norm(in_channels, scale_init=residual_scale_init)
 
     def _grid_cells(self) -> Tensor:
         """The Fixed baseline's cells as regions ``(cx, cy, sx, sy)``, ``[N, 4]``."""

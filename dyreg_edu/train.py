@@ -129,7 +129,7 @@ class TrainConfig:
 #: The two scales; a variant's config is ``config(variant, scale)``.
 SCALES = {
     "mini": dict(size=64, num_digits=3, num_frames=8, train_videos=600_000, val_videos=2_000,
-                 **MINI_BACKBONE, backbone="digits", freeze_backbone=True, head_init="resnet18", epochs=0.08,
+                 **MINI_BACKBONE, backbone="digits", freeze_backbone=True, head_init="resnet18", epochs=0.12,
                  batch_size=32, dropout=0.0, classifier_init="torch", eval_every=250),
     "paper": dict(size=128, num_digits=5, num_frames=10, train_videos=600_000, val_videos=10_000,
                   **PAPER_BACKBONE, backbone="scratch", freeze_backbone=False, epochs=10.0, batch_size=64,
@@ -303,20 +303,39 @@ def digit_targets(boxes: Tensor, digits: Tensor, map_size: int, video_size: int)
     return target
 
 
+def digit_offsets(boxes: Tensor, map_size: int, video_size: int) -> tuple[Tensor, Tensor]:
+    """Where in its cell each digit's centre lies: ``[B, T, 2, H, W]`` (x, y) in ``[-1, 1]``
+    (-1 and 1 are the cell's edges, 0 its centre) at the cells of :func:`digit_targets`, and
+    the mask ``[B, T, H, W]`` of those cells. Motion within a cell shows in these numbers."""
+    B, T, D, _ = boxes.shape
+    scaled = box_centers(boxes, video_size) * map_size  # [B, T, D, 2] in cells
+    cell = scaled.long().clamp_(0, map_size - 1)
+    offset = 2 * (scaled - cell - 0.5)
+    target = torch.zeros(B, T, 2, map_size, map_size, device=boxes.device)
+    mask = torch.zeros(B, T, map_size, map_size, dtype=torch.bool, device=boxes.device)
+    b, t, d = torch.meshgrid(torch.arange(B), torch.arange(T), torch.arange(D), indexing="ij")
+    for axis in range(2):
+        target[b, t, axis, cell[..., 1], cell[..., 0]] = offset[..., axis]
+    mask[b, t, cell[..., 1], cell[..., 0]] = True
+    return target, mask
+
+
 def pretrain_digits(cfg: TrainConfig, *, steps: int = 1500, batch_size: int = 16, lr: float = 3e-3,
                     progress: bool = True) -> tuple[dict, dict]:
     """Learn the backbone parts (stem, layer1, layer2) once, per frame, to find digits.
 
     A 1x1 conv on ``layer2``'s map predicts, at every cell, the class of the digit centred
-    there or "background" (:func:`digit_targets`); background cells weigh 0.1. Training
-    videos come from the generator (indices past the ones of any variant's run, so no video
-    is reused). Returns ``(state_dict of the parts, report)``; the report has the per-cell
-    accuracy on digit cells of validation videos.
+    there or "background" (:func:`digit_targets`; background cells weigh 0.1) and, at the
+    digits' cells, where in the cell the centre lies (:func:`digit_offsets`, an L1 loss), so
+    that the features say precisely where each digit is. Training videos come from the
+    generator (the last ones of the epoch, never reached by a variant's short run). Returns
+    ``(state_dict of the parts, report)``; the report has, on validation videos, the
+    per-cell accuracy on digit cells and the mean error of the offsets in pixels.
     """
     torch.manual_seed(cfg.seed)
     model = build_model(dataclasses.replace(cfg, variant="resnet18"))
     channels = cfg.widths[1]
-    head = nn.Conv2d(channels, 11, 1)
+    head = nn.Conv2d(channels, 13, 1)  # 11 classes (10 digits, background) + the (x, y) offset
     parts = nn.ModuleDict({name: getattr(model, name) for name in BACKBONE_PARTS})
     params = list(parts.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -332,8 +351,11 @@ def pretrain_digits(cfg: TrainConfig, *, steps: int = 1500, batch_size: int = 16
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         batch = data.batch(range(first + step * batch_size, first + (step + 1) * batch_size))
         target = digit_targets(batch["boxes"], batch["digits"], map_size, cfg.size)
-        logits = head(rearrange_frames(model.features(as_input(batch["video"]))))
-        loss = F.cross_entropy(logits, rearrange_frames(target), weight=weight)
+        offsets, on_digits = digit_offsets(batch["boxes"], map_size, cfg.size)
+        out = head(rearrange_frames(model.features(as_input(batch["video"]))))
+        loss = F.cross_entropy(out[:, :11], rearrange_frames(target), weight=weight)
+        where = rearrange_frames(on_digits)[:, None].expand(-1, 2, -1, -1)
+        loss = loss + F.l1_loss(out[:, 11:][where], rearrange_frames(offsets)[where])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -344,10 +366,14 @@ def pretrain_digits(cfg: TrainConfig, *, steps: int = 1500, batch_size: int = 16
     with torch.no_grad():
         batch = val.batch(range(min(500, len(val))))
         target = rearrange_frames(digit_targets(batch["boxes"], batch["digits"], map_size, cfg.size))
-        pred = head(rearrange_frames(model.features(as_input(batch["video"])))).argmax(1)
-    on_digits = target != 10
+        offsets, _ = digit_offsets(batch["boxes"], map_size, cfg.size)
+        out = head(rearrange_frames(model.features(as_input(batch["video"]))))
+    pred, on_digits = out[:, :11].argmax(1), target != 10
+    where = on_digits[:, None].expand(-1, 2, -1, -1)
+    pixel_error = (out[:, 11:][where] - rearrange_frames(offsets)[where]).abs().mean().item() * cfg.size / map_size / 2
     report = {"digit_cell_accuracy": 100.0 * (pred[on_digits] == target[on_digits]).float().mean().item(),
               "background_accuracy": 100.0 * (pred[~on_digits] == 10).float().mean().item(),
+              "offset_error_pixels": round(pixel_error, 3),
               "steps": steps, "batch_size": batch_size, "train_videos": steps * batch_size,
               "wall_seconds": round(time.time() - start, 1)}
     return {k: v for k, v in model.state_dict().items() if k.split(".")[0] in BACKBONE_PARTS}, report

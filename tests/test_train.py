@@ -168,3 +168,21 @@ def test_still_videos_remove_the_motion(tmp_path):
     moving, still = train.evaluate(model, data), train.evaluate(model, data, still=True)
     assert moving["val_videos"] == still["val_videos"] == 4
     assert moving["val_loss"] != still["val_loss"]
+
+
+def test_digit_offsets_place_the_centre_in_its_cell():
+    boxes = torch.tensor([[[[0.0, 0.0, 7.0, 7.0], [26.0, 9.0, 33.0, 16.0]]]])  # centres (3.5, 3.5), (29.5, 12.5)
+    offsets, mask = train.digit_offsets(boxes, map_size=8, video_size=32)  # cells of 4 pixels
+    assert mask.sum() == 2 and mask[0, 0, 0, 0] and mask[0, 0, 3, 7]
+    assert offsets[0, 0, :, 0, 0].tolist() == [0.75, 0.75]  # 3.5 px = 0.875 cells: 2 * (0.875 - 0.5)
+    assert offsets[0, 0, :, 3, 7].tolist() == pytest.approx([-0.25, -0.75])  # (7.375, 3.125) cells
+
+
+def test_paper_scale_is_the_papers_model_and_data():
+    cfg = config("dyreg", "paper")
+    assert (cfg.size, cfg.num_digits, cfg.num_frames, cfg.train_videos, cfg.val_videos) == (128, 5, 10, 600_000, 10_000)
+    model = train.build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) == 3_080_992  # Table 6
+    assert model.dropout.p == 0.5 and model.dropout_on == "map" and model.classifier.weight.std() < 0.002
+    paper = config("dyreg", "paper", recipe="paper")
+    assert (paper.optimizer, paper.lr, paper.momentum) == ("sgd", 1e-3, 0.9)

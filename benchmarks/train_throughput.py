@@ -1,0 +1,123 @@
+"""Benchmark: training throughput of each MultiSyncMNIST variant, and whether the generator keeps up.
+
+For each variant: videos/s of full training steps (forward, backward, optimiser step,
+on videos already on the device), the achieved TFLOP/s (3 x the forward FLOPs counted
+by torch's FLOP counter, an estimate of forward + backward), and videos/s of the
+generator alone making the same batches on the same device. Training is starved when
+the generator is not much faster than training.
+
+    python benchmarks/train_throughput.py --scale mini                      # CPU
+    python benchmarks/train_throughput.py --scale paper --device cuda --out results/benchmarks/train_throughput_cuda.json
+
+On CUDA it uses bf16 autocast and channels-last, as the trainer does (``--compile`` adds torch.compile).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dyreg_edu.models import count_macs  # noqa: E402
+from dyreg_edu.notebook import cpu_name, git_commit  # noqa: E402
+from dyreg_edu.train import MODEL_VARIANTS, as_input, autocast, build_data, build_model, config, freeze  # noqa: E402
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_steps(fn, steps: int, device: str) -> float:
+    fn()  # warm-up (allocations, cuDNN autotuning, compilation)
+    fn()
+    sync(device)
+    tic = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - tic) / steps
+
+
+def measure(variant: str, scale: str, device: str, batch: int, steps: int, compile_: bool) -> dict:
+    cfg = config(variant, scale, device=device, batch_size=batch, backbone="scratch", compile=compile_)
+    model = build_model(cfg)
+    if cfg.freeze_backbone:
+        freeze(model)
+    model.to(device)
+    if device.startswith("cuda"):
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile_ else model
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    data = build_data(cfg, "train", device)
+    b = data.batch(range(batch))
+    video, label = as_input(b["video"]), b["label"]
+
+    def step():
+        model.train()
+        if cfg.freeze_backbone:
+            freeze(model)
+        with autocast(cfg):
+            loss = F.cross_entropy(forward(video).float(), label)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    seconds = time_steps(step, steps, device)
+    generate = time_steps(lambda: data.batch(range(batch, 2 * batch)), steps, device)
+    with torch.device("meta"):
+        meta_model = build_model(dataclasses.replace(cfg, device="cpu"))
+    macs = count_macs(meta_model, torch.empty(video.shape, device="meta"))
+    return {"variant": variant, "batch": batch, "train_videos_per_second": round(batch / seconds, 1),
+            "generator_videos_per_second": round(batch / generate, 1),
+            "forward_gmacs_per_video": round(macs / batch / 1e9, 3),
+            "achieved_tflops": round(3 * 2 * macs / seconds / 1e12, 3)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", default="mini")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--variants", default="resnet18,fixed,pos_only,dyreg")
+    p.add_argument("--batch", type=int, help="default: 32 on CPU, 128 on CUDA")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--out", help="write the figures as JSON with their provenance")
+    args = p.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in MODEL_VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {MODEL_VARIANTS}")
+    batch = args.batch or (128 if args.device.startswith("cuda") else 32)
+    tic = time.time()
+    rows = []
+    for variant in variants:
+        row = measure(variant, args.scale, args.device, batch, args.steps, args.compile)
+        rows.append(row)
+        print(f"{variant:14s} train {row['train_videos_per_second']:9.1f} videos/s   generator {row['generator_videos_per_second']:10.1f} videos/s"
+              f"   {row['forward_gmacs_per_video']:.3f} GMAC/video   {row['achieved_tflops']:.3f} TFLOP/s", flush=True)
+    record = {
+        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "commit": git_commit(),
+        "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else cpu_name(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "scale": args.scale,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_seconds": round(time.time() - tic, 1), "rows": rows,
+    }
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=2)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The GPU work queue's state handling (the GPU part itself runs only on a GPU machine)."""
+
+import io
+import json
+import tarfile
+
+import torch
+
+from tools import gpu_queue
+from dyreg_edu import train
+from test_train import tiny
+
+
+def test_state_survives_a_half_precision_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_queue, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(gpu_queue, "STATES", tmp_path / "states")
+    monkeypatch.setattr(gpu_queue, "REPO", tmp_path)
+    cfg = tiny("dyreg", train_videos=16)
+    train.train(cfg, tmp_path / "runs" / "dyreg", max_steps=2, progress=False)
+    files = gpu_queue.save_state("dyreg")
+    assert all(f.exists() for f in files)
+    model = torch.load(tmp_path / "states" / "dyreg" / "model.pt", weights_only=True)
+    assert all(v.dtype != torch.float32 for v in model["model"].values())
+    (tmp_path / "runs" / "dyreg" / "checkpoint.pt").unlink()
+    gpu_queue.restore_state("dyreg")
+    result = train.train(cfg, tmp_path / "runs" / "dyreg", max_steps=4, resume=True, progress=False)
+    assert result["steps"] == 4
+    steps = [json.loads(line)["step"] for line in (tmp_path / "runs" / "dyreg" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_pack_splits_and_reassembles(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_queue, "REPO", tmp_path)
+    monkeypatch.setattr(gpu_queue, "PIECE", 1000)
+    a, b = tmp_path / "results" / "a.json", tmp_path / "states" / "b.pt"
+    a.parent.mkdir(), b.parent.mkdir()
+    a.write_text("{}")
+    b.write_bytes(bytes(range(256)) * 20)
+    pieces = gpu_queue.pack([a, b, b], tmp_path / "out")
+    assert len(pieces) > 2 and all(p.stat().st_size <= 1000 for p in pieces)
+    data = b"".join(p.read_bytes() for p in pieces)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert sorted(tar.getnames()) == ["results/a.json", "states/b.pt"]

@@ -1,0 +1,159 @@
+"""The GPU work queue: what only a GPU can do, resumed window after window.
+
+    python tools/gpu_queue.py --minutes 8.5 --out "$OUT"      # (make gpu-queue)
+
+GPU time comes in short windows (about 15 minutes, now and then), so the queue
+picks up where the last window stopped and stops itself in time to save:
+
+1. Its first minute records the CUDA rows of the benchmarks
+   (``results/benchmarks/{block,multisync,train_throughput}_cuda.json``).
+2. The rest goes to the paper-scale MultiSyncMNIST runs in the order of their value
+   (:data:`dyreg_edu.ablations.PRIORITY`: ``dyreg``, ``fixed``, ``resnet18``, ``pos_only``,
+   then the others). Each resumes from its committed state in ``states/multisync/<name>/``
+   (model and optimiser in half precision, the only place a run survives between
+   windows), trains until the deadline or its end, and is saved back there. A finished
+   run writes ``results/multisync/<name>.json`` and, for the book's variants,
+   ``checkpoints/multisync_<name>.pt``.
+
+Everything it changed is packed into ``OUT/queue.tar.part-*`` (15 MB pieces, the
+device tool's limit is 16 MB a file); unpack it in the repository with
+``cat queue.tar.part-* | tar -x`` and commit.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from dyreg_edu import ablations  # noqa: E402
+from dyreg_edu.train import load_checkpoint  # noqa: E402
+
+STATES = REPO / "states" / "multisync"
+RUNS = REPO / "runs" / "paper"
+BENCHMARKS = [
+    ["benchmarks/train_throughput.py", "--scale", "paper", "--device", "cuda", "--out", "results/benchmarks/train_throughput_cuda.json"],
+    ["benchmarks/multisync.py", "--device", "cuda", "--videos", "200", "--repeats", "1", "--out", "results/benchmarks/multisync_cuda.json"],
+    ["benchmarks/block.py", "--device", "cuda", "--out", "results/benchmarks/block_cuda.json"],
+]
+PIECE = 15 * 2**20
+
+
+def half(tree):
+    """Floating tensors of a (nested) state to fp16; the rest unchanged."""
+    if torch.is_tensor(tree):
+        return tree.half() if tree.is_floating_point() and tree.dtype != torch.float16 else tree
+    if isinstance(tree, dict):
+        return {k: half(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [half(v) for v in tree]
+    return tree
+
+
+def float32(tree):
+    """fp16 tensors of a (nested) state back to fp32; the rest unchanged."""
+    if torch.is_tensor(tree):
+        return tree.float() if tree.dtype == torch.float16 else tree
+    if isinstance(tree, dict):
+        return {k: float32(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [float32(v) for v in tree]
+    return tree
+
+
+def save_state(name: str) -> list[Path]:
+    """runs/paper/<name>/checkpoint.pt -> states/multisync/<name>/{model,optimizer}.pt (fp16) + log.jsonl."""
+    run = RUNS / name
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    folder = STATES / name
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(half({k: v for k, v in ckpt.items() if k != "optimizer"}), folder / "model.pt")  # rng: byte tensors
+    torch.save(half(ckpt["optimizer"]), folder / "optimizer.pt")
+    (folder / "log.jsonl").write_text((run / "log.jsonl").read_text())
+    return [folder / "model.pt", folder / "optimizer.pt", folder / "log.jsonl"]
+
+
+def restore_state(name: str) -> None:
+    """states/multisync/<name>/ -> runs/paper/<name>/checkpoint.pt (fp32 again), when the run dir lacks it."""
+    folder, run = STATES / name, RUNS / name
+    if not (folder / "model.pt").exists() or (run / "checkpoint.pt").exists():
+        return
+    model = torch.load(folder / "model.pt", weights_only=True)
+    optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
+    run.mkdir(parents=True, exist_ok=True)
+    torch.save(float32(model) | {"optimizer": float32(optimizer)}, run / "checkpoint.pt")
+    (run / "log.jsonl").write_text((folder / "log.jsonl").read_text())
+
+
+def pack(paths: list[Path], out: Path) -> list[Path]:
+    """The changed files as a tar in 15 MB pieces under ``out``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(set(paths)):
+            if path.exists():
+                tar.add(path, arcname=str(path.relative_to(REPO)))
+    data = buffer.getvalue()
+    out.mkdir(parents=True, exist_ok=True)
+    pieces = []
+    for i in range(0, len(data), PIECE):
+        piece = out / f"queue.tar.part-{i // PIECE:02d}"
+        piece.write_bytes(data[i:i + PIECE])
+        pieces.append(piece)
+    return pieces
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=8.5, help="stop everything (saved) after this long")
+    p.add_argument("--out", type=Path, default=REPO / "_build" / "gpu_queue", help="where the packed results go")
+    p.add_argument("--skip-benchmarks", action="store_true")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        p.exit(2, "gpu_queue: no CUDA GPU here; the queue runs on a GPU machine only\n")
+    start = time.time()
+    deadline = start + 60 * args.minutes - 45  # leave time to save and pack
+    changed: list[Path] = []
+    if not args.skip_benchmarks:
+        for command in BENCHMARKS:
+            out = REPO / command[command.index("--out") + 1]
+            try:
+                subprocess.run([sys.executable, *command], cwd=REPO, check=True, timeout=120)
+                changed.append(out)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+                print(f"gpu_queue: benchmark {command[0]} failed: {error}", flush=True)
+    for name in ablations.PRIORITY:
+        if time.time() > deadline - 60:
+            break
+        restore_state(name)
+        run = ablations.run_of(name)
+        result = ablations.run_one(run, "paper", RUNS, deadline=deadline, common={"device": "cuda"}, progress=False)
+        if (RUNS / name / "checkpoint.pt").exists():
+            changed += save_state(name)
+        if result is not None:
+            changed.append(ablations.results_dir("paper") / f"{name}.json")
+            changed.append(ablations.results_dir("paper") / "logs" / f"{name}.jsonl")
+            changed.append(REPO / "checkpoints" / f"multisync_{name}.pt")
+            print(f"gpu_queue: {name} finished at {result['val_accuracy']:.2f}%", flush=True)
+        else:
+            print(f"gpu_queue: {name} saved, unfinished", flush=True)
+            break
+    for table in ablations.PAPER:
+        changed.append(ablations.write_table(table, "paper"))
+        changed.append(ablations.results_dir("paper") / f"table{table}.json")
+    pieces = pack(changed, args.out)
+    print(json.dumps({"minutes": round((time.time() - start) / 60, 2), "files": [str(c.relative_to(REPO)) for c in changed],
+                      "pieces": [p.name for p in pieces]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
