@@ -616,13 +616,21 @@ def _result(cfg, model, val_data, state, log_path, command, backbone_report) -> 
         "steps": state["step"], "total_steps": cfg.total_steps, "finished": state["step"] >= cfg.total_steps,
         **({"object_centric": last_val["object_centric"]} if "object_centric" in last_val else {}),
         "still_val_accuracy": round(evaluate(model, val_data, cfg=cfg, still=True)["val_accuracy"], 4),
-        **provenance_fields(command or f"dyreg_edu.train.train(config({cfg.variant!r}, {cfg.scale!r}))",
-                            state["seconds"], cfg.device),
+        **provenance_fields(command or python_command(cfg), state["seconds"], cfg.device),
         "config": cfg.to_dict(),
     }
     if backbone_report is not None:
         result["digit_backbone"] = backbone_report
     return result
+
+
+def python_command(cfg: TrainConfig) -> str:
+    """The Python call that makes this run: ``config`` with the fields that differ from the defaults."""
+    default = config(cfg.variant, cfg.scale, cfg.recipe, device=cfg.device)
+    changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+               if f.name not in ("variant", "scale", "recipe") and getattr(cfg, f.name) != getattr(default, f.name)}
+    args = "".join(f", {k}={v!r}" for k, v in changed.items())
+    return f"dyreg_edu.train.train(config({cfg.variant!r}, {cfg.scale!r}, {cfg.recipe!r}{args}), out_dir)"
 
 
 def _gammas(model: SyncMNISTModel) -> dict:

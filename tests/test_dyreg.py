@@ -186,3 +186,11 @@ def test_bad_construction_is_named(build, message):
 def test_bad_input_shape_is_named(shape):
     with pytest.raises(ValueError, match=r"\[B, T, 128, 16, 16\].*" + str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")):
         synthetic_block()(torch.randn(*shape))
+
+
+def test_residual_scale_init_opens_the_branch():
+    x = torch.randn(1, 3, 128, 16, 16)
+    assert torch.equal(synthetic_block()(x)[0], x)  # the authors' zero start: the identity
+    opened = synthetic_block(residual_scale_init=1.0)
+    assert (opened(x)[0] - x).abs().max() > 0.1
+    assert torch.all(opened.residual_norm.scale == 1.0)
