@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
@@ -339,7 +340,7 @@ def pretrain_digits(cfg: TrainConfig, *, steps: int = 1500, batch_size: int = 16
     parts = nn.ModuleDict({name: getattr(model, name) for name in BACKBONE_PARTS})
     params = list(parts.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    data = build_data(dataclasses.replace(cfg, train_videos=cfg.train_videos), "train", "cpu")
+    data = build_data(cfg, "train", "cpu")
     weight = torch.ones(11)
     weight[10] = 0.1
     map_size = cfg.size // {"resnet": 8, "small": 4}[cfg.stem]
@@ -380,8 +381,8 @@ def pretrain_digits(cfg: TrainConfig, *, steps: int = 1500, batch_size: int = 16
 
 
 def rearrange_frames(x: Tensor) -> Tensor:
-    """``[B, T, ...] -> [(B T), ...]``."""
-    return x.flatten(0, 1)
+    """``[B, T, ...] -> [(B T), ...]``: frames as a batch."""
+    return rearrange(x, "b t ... -> (b t) ...")
 
 
 def digit_backbone_path(cfg: TrainConfig) -> Path:
@@ -709,9 +710,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    names = {"batch_size": "batch_size", "epochs": "epochs", "train_videos": "train_videos", "val_videos": "val_videos",
-             "lr": "lr", "num_nodes": "num_nodes", "num_digits": "num_digits", "eval_every": "eval_every"}
-    overrides = {field_: getattr(args, arg) for arg, field_ in names.items() if getattr(args, arg) is not None}
+    names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.fixed_size is not None:
         overrides["block"] = {"fixed_size": args.fixed_size}
     command = "python -m dyreg_edu.train " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
