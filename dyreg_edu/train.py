@@ -517,6 +517,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
     if not resume and ckpt_path.exists():
         raise ValueError(f"{ckpt_path} exists: pass resume=True (--resume) to continue it, or another out_dir")
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"no checkpoint at {ckpt_path} to resume from")
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
