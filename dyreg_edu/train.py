@@ -535,7 +535,9 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
-    state = {"step": 0, "seconds": 0.0, "best_val_accuracy": None}
+    from .notebook import git_commit
+
+    state = {"step": 0, "seconds": 0.0, "best_val_accuracy": None, "commit": git_commit()}  # the code that trains
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         saved = TrainConfig.from_dict(ckpt["config"])
@@ -622,6 +624,8 @@ def _result(cfg, model, val_data, state, log_path, command, backbone_report) -> 
         **provenance_fields(command or python_command(cfg), state["seconds"], cfg.device),
         "config": cfg.to_dict(),
     }
+    if state.get("commit") and state["commit"] != result["commit"]:
+        result["result_commit"], result["commit"] = result["commit"], state["commit"]  # trained at, written at
     if backbone_report is not None:
         result["digit_backbone"] = backbone_report
     return result
