@@ -224,12 +224,17 @@ def region_center(offset: Tensor, anchor: Tensor, length: int, clamp: bool = Tru
     return center.clamp(0, length - 1) if clamp else center
 
 
+#: Eq. 12's :math:`h_{init} = H/6`: the initial size is a third of the map's half, whatever the
+#: number of nodes (the authors' ``h_g = w_g = 3``). The node count changes the anchors, not this.
+SIZE_CELLS = 3
+
+
 def regions_from_offsets(
     offsets: Tensor,
     anchors: Tensor,
     height: int,
     width: int,
-    grid: tuple[int, int] = (3, 3),
+    size_cells: int = SIZE_CELLS,
     *,
     size_plus_one: bool = True,
     clamp_centers: bool = True,
@@ -240,7 +245,7 @@ def regions_from_offsets(
     Args:
         offsets: ``[..., N, 4]`` as ``(dx, dy, dw, dh)`` (paper order).
         anchors: ``[N, 2]`` as ``(ax, ay)`` in pixels.
-        grid: ``(rows, cols)`` of the node grid; sizes start at ``L / (2 * cells)`` (+2 in code).
+        size_cells: sizes start at ``L / (2 * size_cells)`` (+2 in code), ``H / 6`` by default.
         fixed_size: if given, every region has this half-extent and ``dw, dh`` are ignored
             (the *Position-only* variant and the region-size sweep of Table 11).
 
@@ -255,8 +260,8 @@ def regions_from_offsets(
     cx = region_center(dx, anchors[:, 0], width, clamp_centers)
     cy = region_center(dy, anchors[:, 1], height, clamp_centers)
     if fixed_size is None:
-        sx = region_size(dw, width, grid[1], size_plus_one)
-        sy = region_size(dh, height, grid[0], size_plus_one)
+        sx = region_size(dw, width, size_cells, size_plus_one)
+        sy = region_size(dh, height, size_cells, size_plus_one)
     else:
         sx = sy = torch.full_like(dw, float(fixed_size))
     return torch.stack([cx, cy, sx, sy], dim=-1)
@@ -323,11 +328,13 @@ class RegionGenerator(nn.Module):
             Table 5 checks "Dynamic Size" only for DyReg-GNN, so ``static``,
             ``constant_time`` and ``pos_only`` keep a constant size ``fixed_size`` and
             predict centres only: each row of the table adds one property to the one above.
-        grid: node grid, for the initial size ``L / (2 * cells)``.
+        grid: node grid ``(rows, cols)`` for the ``"grid"`` anchors. The initial size is
+            ``L / 6`` (+2 in code) and the fixed size ``H / 6 + 1`` whatever ``N`` is (Eq. 12's
+            :math:`h_{init} = H/6`), so that Table 7 changes the node count and nothing else.
         anchors: ``"center"`` (the paper and the authors' scripts) or ``"grid"``.
         size_plus_one: the authors' ``+1`` terms in the size (Eq. 12); ``False`` = paper.
         clamp_centers: the authors' clamp of centres to ``[0, L-1]``; ``False`` = paper.
-        fixed_size: half-extent of the fixed-size variants; default ``H / (2 * rows) + 1``, the
+        fixed_size: half-extent of the fixed-size variants; default ``H / 6 + 1``, the
             authors' pre-release ``constrained_fix_size``.
 
     Shapes: ``forward([B, T, C, H, W]) -> (regions [B, T, N, 4], offsets [B, T, N, 4])``,
@@ -362,7 +369,7 @@ class RegionGenerator(nn.Module):
         if fixed_size is not None and variant not in FIXED_SIZE_VARIANTS:
             raise ValueError(f"fixed_size applies to the variants {FIXED_SIZE_VARIANTS}, not {variant!r}")
         if variant in FIXED_SIZE_VARIANTS and fixed_size is None:
-            fixed_size = height / (2 * self.grid[0]) + 1
+            fixed_size = height / (2 * SIZE_CELLS) + 1
         if fixed_size is not None and fixed_size <= 0:
             raise ValueError(f"fixed_size must be a positive half-extent in pixels, got {fixed_size}")
         self.fixed_size = fixed_size
@@ -423,7 +430,6 @@ class RegionGenerator(nn.Module):
             self.anchors,
             self.height,
             self.width,
-            self.grid,
             size_plus_one=self.size_plus_one,
             clamp_centers=self.clamp_centers,
             fixed_size=self.fixed_size,

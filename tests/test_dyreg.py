@@ -98,6 +98,15 @@ def test_function_f_strides_table():
         function_f_strides(56)
 
 
+@pytest.mark.parametrize("num_nodes", [5, 9, 16])
+@pytest.mark.parametrize("variant", ["dyreg", "pos_only"])
+def test_initial_size_does_not_depend_on_the_number_of_nodes(num_nodes, variant):
+    # Eq. 12: h_init = H/6 whatever N is, so Table 7 changes the node count and nothing else.
+    _, aux = synthetic_block(num_nodes=num_nodes, variant=variant)(torch.randn(1, 2, 128, 16, 16))
+    expected = 16 / 6 + 1 if variant == "pos_only" else 16 / 6 + 2
+    torch.testing.assert_close(aux["regions"][..., 2:], torch.full_like(aux["regions"][..., 2:], expected))
+
+
 @pytest.mark.parametrize("num_nodes", [5, 16])
 def test_any_number_of_nodes(num_nodes):
     torch.manual_seed(5)
