@@ -164,7 +164,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dyreg_edu.ablations", description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="mini", help="mini or paper")
     p.add_argument("--table", action="append", help="5, 6, 7, 9 or 11 (repeatable; default all)")
-    p.add_argument("--run", action="append", help="only these runs of the tables (e.g. dyreg, dyreg_nodes16)")
+    p.add_argument("--run", action="append",
+                   help="only these runs of the tables (repeatable or comma-separated, e.g. dyreg,dyreg_nodes16)")
     p.add_argument("--runs", type=Path, help="where the run directories go (default runs/<scale>)")
     p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
     p.add_argument("--device", default="cpu")
@@ -174,10 +175,11 @@ def main(argv=None) -> int:
         tables = args.table or list(PAPER)
         names = {run.name: run for table in tables for run in table_runs(table)}
         if args.run:
-            unknown = set(args.run) - set(names)
+            wanted = [name for arg in args.run for name in arg.split(",") if name]
+            unknown = set(wanted) - set(names)
             if unknown:
                 raise ValueError(f"--run must name runs of tables {tables}: {sorted(names)}; got {sorted(unknown)}")
-            names = {name: names[name] for name in args.run}
+            names = {name: names[name] for name in wanted}
         order = sorted(names, key=lambda n: PRIORITY.index(n) if n in PRIORITY else len(PRIORITY))
         if args.scale == "mini" and "resnet18" in order:  # the graph variants start from it (head_init)
             order.remove("resnet18")
