@@ -3,6 +3,7 @@
 #   make test       the whole suite: unit tests, chapters under nbval (fast mode),
 #                   a warning-free book build, and a headless-browser check of it
 #   make notebooks  re-execute every chapter at full size and store its outputs
+#   make student    the student edition (no solutions): _build/student/<chapter>.ipynb
 #   make bench      run benchmarks/*.py
 #   make clean      remove build outputs (make distclean also removes .venv)
 
@@ -27,10 +28,10 @@ NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
                --nbval-sanitize-with tools/nbval_sanitize.cfg
 
 .PHONY: help venv book build-book test unit nbval browser-test deps-browser \
-        notebooks check-notebooks sync-colab bench gpu-queue clean distclean
+        notebooks check-notebooks sync-colab student bench gpu-queue clean distclean
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# //'
+	@sed -n '2,9p' Makefile | sed 's/^# //'
 
 ## ---- environment -------------------------------------------------------------
 
@@ -94,6 +95,9 @@ notebooks: venv
 
 sync-colab: venv
 	$(PY) tools/notebooks.py sync-colab
+
+student: venv
+	$(PY) tools/notebooks.py student
 
 check-notebooks: venv
 	$(PY) tools/notebooks.py check

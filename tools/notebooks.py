@@ -3,6 +3,7 @@
     python tools/notebooks.py sync-colab [NOTEBOOK ...]   # badge + Colab setup cell
     python tools/notebooks.py execute    [NOTEBOOK ...]   # full-size run, outputs stored
     python tools/notebooks.py check      [NOTEBOOK ...]   # what the book and CI expect
+    python tools/notebooks.py student    [NOTEBOOK ...]   # the student edition, _build/student/
 
 With no NOTEBOOK, each command works on every notebook listed in ``_toc.yml``.
 
@@ -34,6 +35,13 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 BADGE_TAG = "colab-badge"
+SOLUTION_TAG = "solution"   # a hidden solution cell; the student edition drops it
+STUDENT_DIR = Path("_build") / "student"
+STUB_MARK = "raise NotImplementedError"
+CHECK_PASSED = "Passed:"
+# A solution written in a markdown cell: a MyST dropdown titled "Solution".
+DROPDOWN_SOLUTION = re.compile(r"^(?P<fence>`{3,}|:{3,})\{dropdown\}[ \t]*Solution.*?^(?P=fence)[ \t]*$\n?",
+                               re.MULTILINE | re.DOTALL)
 SETUP_TAG = "colab-setup"
 COLAB_URL = "https://colab.research.google.com"
 BADGE_IMG = f"{COLAB_URL}/assets/colab-badge.svg"
@@ -264,12 +272,79 @@ def check_notebook(path: Path, root: Path = REPO_ROOT) -> list[str]:
         for out in c.get("outputs", []):
             if out.get("output_type") == "error":
                 problems.append(f"{name}: cell {i} stores an error output ({out.get('ename')}: {out.get('evalue')})")
+    problems += exercise_problems(nb, name)
     widgets = nb.metadata.get("widgets")
     if widgets is not None:
         state = widgets.get("application/vnd.jupyter.widget-state+json", {})
         if "state" not in state:
             problems.append(f"{name}: widget metadata without a 'state' key (save widget state, or drop metadata.widgets)")
     return problems
+
+
+def exercises(nb) -> list[tuple[int, int | None, int | None]]:
+    """The implementation exercises of a notebook: ``(stub, solution, check)`` cell indices.
+
+    A stub is a code cell that is not a solution and contains ``raise NotImplementedError``;
+    its solution is the next cell tagged ``solution``, its check the next code cell after
+    that which calls ``check(``.
+    """
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or SOLUTION_TAG in _tags(cell) or STUB_MARK not in cell.source:
+            continue
+        solution = next((j for j in range(i + 1, len(nb.cells)) if SOLUTION_TAG in _tags(nb.cells[j])), None)
+        start = solution if solution is not None else i
+        checker = next((j for j in range(start + 1, len(nb.cells)) if nb.cells[j].cell_type == "code"
+                        and "check(" in nb.cells[j].source and SOLUTION_TAG not in _tags(nb.cells[j])), None)
+        found.append((i, solution, checker))
+    return found
+
+
+def _text_outputs(cell) -> str:
+    return "".join(out.get("text", "") if out.get("output_type") == "stream"
+                   else "".join(out.get("data", {}).get("text/plain", "")) for out in cell.get("outputs", []))
+
+
+def exercise_problems(nb, name: str) -> list[str]:
+    """Solutions must be hidden; every stub needs a solution and a check cell that passed."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if SOLUTION_TAG in _tags(cell) and cell.cell_type == "code" and "hide-cell" not in _tags(cell):
+            problems.append(f"{name}: solution cell {i} must also be tagged 'hide-cell' (hidden in the book)")
+    for stub, solution, checker in exercises(nb):
+        if solution is None:
+            problems.append(f"{name}: the exercise stub in cell {stub} has no following cell tagged 'solution'")
+        elif checker is None:
+            problems.append(f"{name}: the exercise of cell {stub} has no check cell (one calling check(...))")
+        elif nb.cells[checker].get("execution_count") is not None and CHECK_PASSED not in _text_outputs(nb.cells[checker]):
+            problems.append(f"{name}: the check in cell {checker} did not pass with the solution of cell {solution}")
+    return problems
+
+
+def student_notebook(nb):
+    """The student edition of a chapter: no cell tagged ``solution``, no dropdown titled
+    "Solution", no stored outputs or widget state (students run it themselves)."""
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if SOLUTION_TAG not in _tags(c)]
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = DROPDOWN_SOLUTION.sub("", cell.source)
+        elif cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def student(paths, root: Path = REPO_ROOT, out: Path | None = None) -> list[Path]:
+    """Write the student edition of each notebook to ``_build/student/<chapter>.ipynb``."""
+    out = Path(out) if out is not None else Path(root) / STUDENT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in paths:
+        target = out / Path(path).name
+        _write(student_notebook(_read(path)), target)
+        written.append(target)
+    return written
 
 
 def check(paths=None, root: Path = REPO_ROOT) -> list[str]:
@@ -296,7 +371,9 @@ def main(argv=None) -> int:
     p_exec.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default 3600)")
     p_exec.add_argument("--fast", action="store_true", help="set DYREG_FAST=1 (for trying the tool, not for committing)")
     p_check = sub.add_parser("check", help="verify badge, setup cell, stored outputs, no errors, kernelspec")
-    for p in (p_sync, p_exec, p_check):
+    p_student = sub.add_parser("student", help="write the student edition (no solutions) to _build/student/")
+    p_student.add_argument("--out", type=Path, help="default: <root>/_build/student")
+    for p in (p_sync, p_exec, p_check, p_student):
         p.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in _toc.yml")
     args = parser.parse_args(argv)
 
@@ -315,6 +392,10 @@ def main(argv=None) -> int:
         return 0
     if args.command == "execute":
         execute(paths, timeout=args.timeout, fast=args.fast)
+        return 0
+    if args.command == "student":
+        written = student(paths, root, args.out)
+        print(f"student: {len(written)} notebooks written to {written[0].parent if written else '-'}")
         return 0
     problems = check(paths, root)
     for line in problems:

@@ -18,22 +18,10 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-#: One colour per node, reused in every figure so that node ``i`` keeps its colour.
-NODE_COLORS = plt.get_cmap("tab20").colors
-
-
-def _numpy(x) -> np.ndarray:
-    """A tensor (any device, with or without grad) or array-like as a float numpy array."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=float)
-
-
-def node_color(i: int):
-    """The colour of node ``i`` (cycles after 20 nodes)."""
-    return NODE_COLORS[i % len(NODE_COLORS)]
+from .style import NODE_COLORS, node_color, region_rectangle
+from .style import as_numpy as _numpy
 
 
 def plot_attention(attention, ax=None, *, title: str | None = None, annotate: bool | None = None,
@@ -177,9 +165,7 @@ def plot_regions(ax, regions, *, height: int | None = None, width: int | None = 
         ax.imshow(k.sum(0), cmap="magma", vmin=0.0)
     rects = []
     for i, (cx, cy, sx, sy) in enumerate(r):
-        rect = Rectangle((cx - sx, cy - sy), 2 * sx, 2 * sy, fill=False, lw=lw, edgecolor=node_color(i))
-        ax.add_patch(rect)
-        rects.append(rect)
+        rects.append(region_rectangle(ax, (cx, cy, sx, sy), color=node_color(i), linewidth=lw))
         if labels:
             ax.text(cx, cy, str(i), color=node_color(i), ha="center", va="center", fontsize=7, weight="bold")
     if height is not None and width is not None:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..kernels import pool_nodes, region_kernels
 from ..regions import initial_size, region_center, region_size
+from .style import node_colors, region_rectangle
 
 __all__ = [
     "node_colors",
@@ -34,10 +35,6 @@ __all__ = [
 ]
 
 
-def node_colors(num_nodes: int) -> list:
-    """One colour per node (``tab10``, then ``tab20`` beyond ten nodes)."""
-    cmap = plt.get_cmap("tab10" if num_nodes <= 10 else "tab20")
-    return [cmap(i % cmap.N) for i in range(num_nodes)]
 
 
 def _as_map(image: Tensor) -> Tensor:
@@ -84,9 +81,8 @@ def draw_regions(
     patches = []
     for i, (cx, cy, sx, sy) in enumerate(regions.tolist()):
         color = colors[i % len(colors)]
-        rect = Rectangle((cx - sx, cy - sy), 2 * sx, 2 * sy, fill=False, edgecolor=color,
-                         linewidth=linewidth, alpha=alpha, linestyle=linestyle)
-        ax.add_patch(rect)
+        rect = region_rectangle(ax, (cx, cy, sx, sy), color=color, linewidth=linewidth, linestyle=linestyle)
+        rect.set_alpha(alpha)
         patches.append(rect)
         if centers:
             ax.plot([cx], [cy], "o", color=color, markersize=4, alpha=alpha)
