@@ -2,7 +2,7 @@
 
 ``synthetic_block_small`` ships inside ``dyreg_edu/fixtures`` and is always tested; the
 larger files live in ``../shared/fixtures/official`` and are skipped on a machine without
-it (they fail instead under ``CI`` or ``DYREG_REQUIRE_SHARED=1``).
+it (they fail instead under ``DYREG_REQUIRE_SHARED=1``, as ``.ci/run`` sets).
 """
 
 import pytest
