@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from .graph import SpatioTemporalGraph
 from .kernels import AUTHORS_KERNEL_EPS, grid_kernels, pool_nodes, region_kernels, remap_nodes
 from .layers import map_norm
-from .regions import GENERATED_VARIANTS, F_WIDTH, RegionGenerator, _conv_out, node_grid
+from .regions import GENERATED_VARIANTS, F_WIDTH, SIZE_CELLS, RegionGenerator, _conv_out, grid_anchors, node_grid
 
 VARIANTS = ("dyreg", "pos_only", "constant_time", "static", "fixed", "semantic", "lite", "no_gru")
 
@@ -103,6 +103,14 @@ class DyRegBlock(nn.Module):
         anchors: ``"center"`` (paper) or ``"grid"``.
         fixed_size: constant half-extent of ``pos_only``, ``constant_time`` and ``static``
             (default ``H / 6 + 1``, the authors' pre-release value; Table 11's sweep uses ``H / lambda``).
+        learn_size: sizes from offsets (Eq. 12) or the constant ``fixed_size``; ``None`` follows
+            Table 5 (learned only for ``dyreg``, ``lite``, ``no_gru``). ``variant="static",
+            learn_size=True`` is the reading of Static in which the learned latents also set sizes.
+        fixed_pooling: the ``fixed`` baseline's kernels. ``"area"`` (default, the paper's "fixed
+            regions on a grid"): area-pooling cells that tile the map without overlap, each
+            ``H/3`` wide for a 3 x 3 grid. ``"tent"``: tents of the fixed-size variants' size
+            (``fixed_size``, default ``H/6 + 1``) at the ``"grid"`` anchors, so that Fixed ->
+            Static changes only whether positions are learned.
         size_plus_one, normalize_kernels, clamp_centers, position_grad, messages,
         temporal_first: the code-versus-paper switches (module docstring).
         kernel_eps: added to a kernel's sum before normalising (the authors' 1e-37).
@@ -130,6 +138,8 @@ class DyRegBlock(nn.Module):
         grid: tuple[int, int] | None = None,
         anchors: str = "center",
         fixed_size: float | None = None,
+        learn_size: bool | None = None,
+        fixed_pooling: str = "area",
         size_plus_one: bool = True,
         normalize_kernels: bool = True,
         clamp_centers: bool = True,
@@ -165,21 +175,44 @@ class DyRegBlock(nn.Module):
             self.region_generator = RegionGenerator(
                 self.node_dim, height, width, num_nodes=num_nodes, region_dim=region_dim, variant=variant,
                 grid=self.grid, anchors=anchors, size_plus_one=size_plus_one, clamp_centers=clamp_centers,
-                fixed_size=fixed_size,
+                fixed_size=fixed_size, learn_size=learn_size,
             )
-        elif fixed_size is not None:
-            raise ValueError(f"fixed_size applies to generated regions of fixed size, not to variant {variant!r}")
+        elif learn_size is not None:
+            raise ValueError(f"learn_size applies to generated regions, not to variant {variant!r}")
+        elif fixed_size is not None and not (variant == "fixed" and fixed_pooling == "tent"):
+            raise ValueError(f"fixed_size applies to generated regions of fixed size or to fixed_pooling='tent', "
+                             f"not to variant {variant!r}")
         elif variant == "semantic":
             self.semantic = SemanticKernels(self.node_dim, height, width, num_nodes)
         else:  # fixed
-            self.register_buffer("fixed_kernels", grid_kernels(height, width, self.grid), persistent=False)
-            self.register_buffer("fixed_regions", self._grid_cells(), persistent=False)
+            regions = self._fixed_regions(fixed_pooling, fixed_size)
+            kernels = (grid_kernels(height, width, self.grid) if fixed_pooling == "area"
+                       else region_kernels(regions, height, width, normalize_kernels, kernel_eps))
+            self.register_buffer("fixed_kernels", kernels, persistent=False)
+            self.register_buffer("fixed_regions", regions, persistent=False)
         self.position_embedding = nn.Linear(height * width, self.node_dim)
         self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, messages, temporal_first)
         self.residual_norm = map_norm(in_channels, scale_init=residual_scale_init)
 
+    def _fixed_regions(self, kind: str, fixed_size: float | None) -> Tensor:
+        """The Fixed baseline's regions ``(cx, cy, sx, sy)``, ``[N, 4]``: its area cells, or tents."""
+        if kind == "area":
+            return self._grid_cells()
+        if kind != "tent":
+            raise ValueError(f"fixed_pooling must be 'area' or 'tent', got {kind!r}")
+        size = fixed_size if fixed_size is not None else self.height / (2 * SIZE_CELLS) + 1
+        centers = grid_anchors(self.grid, self.height, self.width)
+        return torch.cat([centers, torch.full_like(centers, float(size))], dim=-1)
+
     def _grid_cells(self) -> Tensor:
-        """The Fixed baseline's cells as regions ``(cx, cy, sx, sy)``, ``[N, 4]``."""
+        """The Fixed baseline's area cells as regions ``(cx, cy, sx, sy)``, ``[N, 4]``.
+
+        Centres in pixel coordinates (pixel ``q`` at ``x = q``): the centre of mass of each
+        cell's area kernel, ``(k + 1/2) L / cells - 1/2``. The authors' anchors
+        (:func:`~dyreg_edu.regions.grid_anchors`, :func:`~dyreg_edu.regions.center_anchors`)
+        sit half a pixel right of and below that, at ``(k + 1/2) L / cells``; we keep theirs
+        for the generated regions so that the golden fixtures match.
+        """
         rows, cols = self.grid
         cy = (torch.arange(rows) + 0.5) * self.height / rows - 0.5
         cx = (torch.arange(cols) + 0.5) * self.width / cols - 0.5

@@ -280,7 +280,10 @@ def center_anchors(num_nodes: int, height: int, width: int) -> Tensor:
 def grid_anchors(grid: tuple[int, int], height: int, width: int) -> Tensor:
     """Anchors at the cell centres of a ``grid`` partition, row-major (the authors' ``grid``).
 
-    The centres are ``linspace(0, L, 2 * cells + 1)[1::2]``: 2.67, 8, 13.33 for L = 16.
+    The centres are ``linspace(0, L, 2 * cells + 1)[1::2]``: 2.67, 8, 13.33 for L = 16, i.e.
+    ``(k + 1/2) L / cells``. As with :func:`center_anchors`, that is half a pixel right of and
+    below the cells' true centres in pixel coordinates, ``(k + 1/2) L / cells - 1/2`` (2.17, 7.5,
+    12.83), which the Fixed baseline's area cells use; we keep the authors' value here.
     Returns ``[rows * cols, 2]`` as ``(ax, ay)``.
     """
     ys = torch.linspace(0, height, 2 * grid[0] + 1)[1::2]
@@ -336,6 +339,11 @@ class RegionGenerator(nn.Module):
         clamp_centers: the authors' clamp of centres to ``[0, L-1]``; ``False`` = paper.
         fixed_size: half-extent of the fixed-size variants; default ``H / 6 + 1``, the
             authors' pre-release ``constrained_fix_size``.
+        learn_size: whether the sizes come from offsets (``dw, dh`` through Eq. 12) rather
+            than the constant ``fixed_size``. ``None`` (default) follows Table 5: ``True`` only
+            for ``dyreg``, ``lite`` and ``no_gru``. ``learn_size=True`` with ``static`` is the
+            other reading of the paper's Static ("the features z_i become learnable"): the
+            learned z_i then give each node a learned size as well as a learned position.
 
     Shapes: ``forward([B, T, C, H, W]) -> (regions [B, T, N, 4], offsets [B, T, N, 4])``,
     regions as ``(cx, cy, sx, sy)``, offsets as ``(dx, dy, dw, dh)`` (before alpha).
@@ -355,6 +363,7 @@ class RegionGenerator(nn.Module):
         size_plus_one: bool = True,
         clamp_centers: bool = True,
         fixed_size: float | None = None,
+        learn_size: bool | None = None,
     ):
         super().__init__()
         if variant not in GENERATED_VARIANTS:
@@ -366,9 +375,12 @@ class RegionGenerator(nn.Module):
             raise ValueError(f"grid {self.grid} does not hold num_nodes={num_nodes}")
         self.size_plus_one = size_plus_one
         self.clamp_centers = clamp_centers
-        if fixed_size is not None and variant not in FIXED_SIZE_VARIANTS:
-            raise ValueError(f"fixed_size applies to the variants {FIXED_SIZE_VARIANTS}, not {variant!r}")
-        if variant in FIXED_SIZE_VARIANTS and fixed_size is None:
+        if learn_size is None:
+            learn_size = variant not in FIXED_SIZE_VARIANTS
+        if fixed_size is not None and learn_size:
+            raise ValueError(f"fixed_size applies to regions of constant size (the variants {FIXED_SIZE_VARIANTS} "
+                             f"with learn_size=False), not to {variant!r} with learn_size=True")
+        if not learn_size and fixed_size is None:
             fixed_size = height / (2 * SIZE_CELLS) + 1
         if fixed_size is not None and fixed_size <= 0:
             raise ValueError(f"fixed_size must be a positive half-extent in pixels, got {fixed_size}")

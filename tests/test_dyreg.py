@@ -179,7 +179,11 @@ def test_clamp_and_position_gradient_switches():
         (lambda: synthetic_block(anchors="corner"), "anchors must be 'center' or 'grid', got 'corner'"),
         (lambda: synthetic_block(messages="mean"), "messages must be one of.*'mean'"),
         (lambda: synthetic_block(num_nodes=6, grid=(2, 2)), r"grid \(2, 2\) does not hold num_nodes=6"),
-        (lambda: synthetic_block(fixed_size=3.0), "fixed_size applies to the variants .* not 'dyreg'"),
+        (lambda: synthetic_block(fixed_size=3.0), "fixed_size applies to regions of constant size.*not to 'dyreg'"),
+        (lambda: synthetic_block(variant="static", learn_size=True, fixed_size=3.0), "not to 'static' with learn_size=True"),
+        (lambda: synthetic_block(variant="fixed", learn_size=True), "learn_size applies to generated regions, not to variant 'fixed'"),
+        (lambda: synthetic_block(variant="fixed", fixed_pooling="gauss"), "fixed_pooling must be 'area' or 'tent', got 'gauss'"),
+        (lambda: synthetic_block(variant="fixed", fixed_size=3.0), "fixed_size applies to .*fixed_pooling='tent'"),
         (lambda: synthetic_block(variant="pos_only", fixed_size=0.0), "fixed_size must be a positive half-extent in pixels, got 0.0"),
     ],
 )
@@ -203,3 +207,34 @@ def test_residual_scale_init_opens_the_branch():
     opened = synthetic_block(residual_scale_init=1.0)
     assert (opened(x)[0] - x).abs().max() > 0.1
     assert torch.all(opened.residual_norm.scale == 1.0)
+
+
+def test_static_with_learned_sizes_is_the_other_reading():
+    torch.manual_seed(7)
+    default, learned = synthetic_block(variant="static"), synthetic_block(variant="static", learn_size=True)
+    assert default.region_generator.fixed_size == pytest.approx(16 / 6 + 1)
+    assert learned.region_generator.fixed_size is None and learned.region_generator.w_o.out_features == 4
+    _, aux = learned(torch.randn(1, 2, 128, 16, 16))
+    torch.testing.assert_close(aux["regions"][..., 2:], torch.full_like(aux["regions"][..., 2:], initial_size(16, 3)))
+    with torch.no_grad():
+        learned.region_generator.gamma.fill_(0.5)
+    _, aux = learned(torch.randn(1, 2, 128, 16, 16))
+    sizes = aux["regions"][..., 2:]
+    assert not torch.allclose(sizes, torch.full_like(sizes, initial_size(16, 3)))  # the sizes are learned
+    torch.testing.assert_close(sizes[:, 0], sizes[:, 1])  # but, as Static, the same for every frame
+
+
+def test_fixed_with_tent_kernels_on_the_grid():
+    area, tent = synthetic_block(variant="fixed"), synthetic_block(variant="fixed", fixed_pooling="tent")
+    # area cells tile the map (they sum to a constant: every pixel counted once, shared only at
+    # the fractional cell borders); tents of size H/6 + 1 overlap their neighbours
+    torch.testing.assert_close(area.fixed_kernels.sum(0), torch.full((16, 16), 9 / 256))
+    shared = lambda kernels: int(kernels.gt(0).sum(0).gt(1).sum())  # noqa: E731  pixels in 2+ kernels
+    assert shared(area.fixed_kernels) == 16 * 16 - 14 * 14  # the two rows and columns that straddle a border
+    assert shared(tent.fixed_kernels) > shared(area.fixed_kernels)
+    assert not torch.allclose(tent.fixed_kernels.sum(0), torch.full((16, 16), 9 / 256))
+    torch.testing.assert_close(tent.fixed_kernels.sum((-2, -1)), torch.ones(9))
+    torch.testing.assert_close(tent.fixed_regions[:, 2:], torch.full((9, 2), 16 / 6 + 1))
+    torch.testing.assert_close(tent.fixed_regions[:3, 0], torch.tensor([8 / 3, 8.0, 40 / 3]))
+    x = torch.randn(1, 2, 128, 16, 16)
+    torch.testing.assert_close(tent(x)[0], x)  # still the identity at initialisation
