@@ -40,7 +40,10 @@ def test_plot_kernels_one_image_per_kernel():
     kernels = region_kernels(regions, 8, 8)
     fig = rp.plot_kernels(kernels, ncols=3, regions=regions)
     axes = fig.axes
-    assert len(axes) == 6  # 2 rows x 3 columns, the last one hidden
+    assert len(axes) == 7  # 2 rows x 3 columns, the last one hidden, and the shared colour bar
+    assert axes[6].get_ylabel() == "kernel weight"
+    assert len(rp.plot_kernels(kernels, shared_scale=False).axes) == 10  # a colour bar per panel
+    assert len(rp.plot_kernels(kernels, colorbar=False).axes) == 5
     assert all(len(ax.images) == 1 for ax in axes[:5])
     assert not axes[5].images and not axes[5].axison
     assert all(len(_rectangles(ax)) == 1 for ax in axes[:5])
@@ -105,3 +108,93 @@ def test_plot_alpha_constraints_curves():
     assert max(unclamped.get_ydata()) > 15.0  # the paper's tanh reaches towards L = 16
     assert max(clamped.get_ydata()) == pytest.approx(15.0)  # the code clamps to L - 1
     assert clamped.get_ydata()[i0] == pytest.approx(8.0)  # zero offset: the anchor
+
+
+def _two_blobs():
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    a = torch.exp(-((xx - 12) ** 2 + (yy - 4) ** 2) / 8)
+    b = torch.exp(-((xx - 3) ** 2 + (yy - 11) ** 2) / 8)
+    return torch.stack([a, b])
+
+
+def test_region_loss_gradient_points_to_the_target_blob():
+    image = _two_blobs()
+    loss, grad, pooled = rp.region_loss_gradient(image, (8.0, 8.0, 4.667, 4.667), (1.0, 0.0))
+    assert pooled.shape == (2,) and loss == pytest.approx(((pooled - torch.tensor([1.0, 0.0])) ** 2).sum().item())
+    assert grad[0] < 0 < grad[1]  # descent (-grad) moves right (+x) and up (-y): towards blob A at (12, 4)
+    _, grad_b, _ = rp.region_loss_gradient(image, (8.0, 8.0, 4.667, 4.667), (0.0, 1.0))
+    assert grad_b[0] > 0 > grad_b[1]  # towards blob B at (3, 11)
+    with pytest.raises(ValueError, match="channels"):
+        rp.region_loss_gradient(image, (8.0, 8.0, 2.0, 2.0), (1.0, 0.0, 0.0))
+
+
+def test_plot_region_with_target_draws_the_descent_arrow():
+    image = _two_blobs()
+    fig = rp.plot_region(image, (8.0, 8.0, 4.667, 4.667), target=(1.0, 0.0))
+    ax_map = fig.axes[0]
+    (arrow,) = [t for t in ax_map.texts if getattr(t, "arrow_patch", None) is not None]
+    (x0, y0), (x1, y1) = arrow.xyann, arrow.xy
+    assert (x0, y0) == pytest.approx((8.0, 8.0)) and x1 > x0 and y1 < y0
+    assert "dL/ds" in ax_map.get_xlabel() and "L = " in ax_map.get_xlabel()
+    assert len(fig.axes) == 3  # map, kernel, the kernel's colour bar
+    plain = rp.plot_region(image, (8.0, 8.0, 4.667, 4.667))
+    assert not plain.axes[0].texts and plain.axes[0].get_xlabel() == "x (column)"
+
+
+def test_no_arrow_where_the_centre_gradient_is_zero():
+    fig, ax = plt.subplots()
+    assert not rp.draw_descent_arrow(ax, (3.0, 3.0, 1.0, 1.0), torch.zeros(4))
+    assert rp.draw_descent_arrow(ax, (3.0, 3.0, 1.0, 1.0), torch.tensor([1.0, 0.0, 0.0, 0.0]))
+
+
+def test_plot_region_gradients_one_panel_per_region():
+    regions = torch.tensor([[8.0, 8.0, 4.667, 4.667], [4.0, 10.0, 3.0, 3.0]])
+    fig = rp.plot_region_gradients(_two_blobs(), regions, (0.0, 1.0))
+    assert len(fig.axes) == 2
+    assert all(len(_rectangles(ax)) == 1 and "dL/ds" in ax.get_xlabel() for ax in fig.axes)
+
+
+def test_region_explorer_with_target_redraws_the_arrow():
+    import ipywidgets as widgets
+
+    explorer = rp.region_explorer(_two_blobs(), target=(1.0, 0.0))
+    sliders = [w for w in explorer.children if isinstance(w, widgets.FloatSlider)]
+    first = explorer.result
+    assert "dL/ds" in first.axes[0].get_xlabel()
+    sliders[0].value = 3.0
+    sliders[1].value = 11.0
+    second = explorer.result
+    assert second is not first and first.axes[0].get_xlabel() != second.axes[0].get_xlabel()
+
+
+def test_plot_alpha_point_marks_the_current_offsets():
+    fig = rp.plot_alpha_point((1.0, -0.5, 0.5, -0.5), gamma=0.0, length=16)
+    ax_center, ax_size, ax_map = fig.axes[:3]
+    # gamma = 0: every offset is zero, the region is the anchor with the code's initial size
+    assert "c=(8.00, 8.00), s=(4.67, 4.67)" in ax_map.get_title()
+    fig = rp.plot_alpha_point((1.0, -0.5, 0.5, -0.5), gamma=2.0, length=16, form="paper")
+    ax_center, ax_size, ax_map = fig.axes[:3]
+    marker_x = ax_center.lines[1]
+    assert list(marker_x.get_xdata()) == pytest.approx([2.0])  # gamma * (W_o z)_x
+    assert marker_x.get_ydata()[0] == pytest.approx(8 * (1 + torch.tanh(torch.tensor(2.0)).item()), rel=1e-5)
+    marker_w = ax_size.lines[1]
+    assert marker_w.get_ydata()[0] == pytest.approx(torch.e * 16 / 6, rel=1e-5)  # paper: e^1 * L/6
+    assert len(_rectangles(ax_map)) >= 1 and ax_map.images
+    assert any(ax.get_ylabel() == "kernel weight" for ax in fig.axes)  # colour bar
+    with pytest.raises(ValueError, match="form"):
+        rp.plot_alpha_point((0, 0, 0, 0), form="both")
+
+
+def test_alpha_explorer_redraws_on_slider_and_form():
+    import ipywidgets as widgets
+
+    explorer = rp.alpha_explorer()
+    sliders = {w.description: w for w in explorer.children if isinstance(w, widgets.FloatSlider)}
+    assert set(sliders) == {"(W_o z)_x", "(W_o z)_y", "(W_o z)_w", "(W_o z)_h", "gamma"}
+    first = explorer.result
+    sliders["gamma"].value = 0.0
+    second = explorer.result
+    assert second is not first and "c=(8.00, 8.00), s=(4.67, 4.67)" in second.axes[2].get_title()
+    (form,) = [w for w in explorer.children if isinstance(w, widgets.ToggleButtons)]
+    form.value = "paper"
+    assert "paper: c=(8.00, 8.00), s=(2.67, 2.67)" in explorer.result.axes[2].get_title()
