@@ -30,6 +30,13 @@ switch                  default = authors' code   paper wording
 ``messages``            ``"sum"``: MLP(v_i+v_j)   ``"concat"``: MLP([v_j; v_i]) (Eq. 8)
 ``temporal_first``      ``True``                  ``False``: temporal after spatial (Eq. 9)
 ======================= ========================= ==================================
+
+**Full-resolution evaluation** (the authors' ``--full_res``): a block trained on an
+``iH x iW`` map (``train_height``, ``train_width``; 14 x 14 for res4 at 224) can run on a
+larger ``H x W`` map (16 x 16 for 256 crops) with the same parameters. The region
+generator reads the map average-pooled to ``iH x iW`` (f and g_i keep their sizes), the
+regions and kernels live on the full ``H x W`` map (anchors at ``H/2``, sizes from ``H/6``),
+and the positional embedding reads each kernel average-pooled to ``iH x iW``.
 """
 
 from __future__ import annotations
@@ -41,10 +48,15 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+import torch.nn.functional as F
+
 from .graph import SpatioTemporalGraph
 from .kernels import AUTHORS_KERNEL_EPS, grid_kernels, pool_nodes, region_kernels, remap_nodes
 from .layers import map_norm
-from .regions import GENERATED_VARIANTS, F_WIDTH, SIZE_CELLS, RegionGenerator, _conv_out, grid_anchors, node_grid
+from .regions import (
+    F_WIDTH, GENERATED_VARIANTS, SIZE_CELLS, RegionGenerator, _conv_out, center_anchors, grid_anchors, node_grid,
+    regions_from_offsets,
+)
 
 VARIANTS = ("dyreg", "pos_only", "constant_time", "static", "fixed", "semantic", "lite", "no_gru")
 
@@ -117,6 +129,9 @@ class DyRegBlock(nn.Module):
         residual_scale_init: the initial scale of the residual LayerNorm. ``0.0`` (the authors',
             the default) makes the block the identity at initialisation; a positive value lets the
             branch act from the first step (the mini training scale uses it, see ``dyreg_edu.train``).
+        train_height, train_width: the map the block was trained on, when it now runs on a
+            larger ``height x width`` one (full-resolution evaluation, module docstring). ``None``
+            (default): the same as ``height``, ``width``. The parameters depend only on these.
 
     ``forward(x)`` with ``x`` ``[B, T, C_in, H, W]`` returns ``(y, aux)``: ``y`` like ``x``;
     ``aux`` holds ``regions`` ``[B, T, N, 4]`` as ``(cx, cy, sx, sy)`` (not for ``semantic``),
@@ -148,6 +163,8 @@ class DyRegBlock(nn.Module):
         temporal_first: bool = True,
         kernel_eps: float = AUTHORS_KERNEL_EPS,
         residual_scale_init: float = 0.0,
+        train_height: int | None = None,
+        train_width: int | None = None,
     ):
         super().__init__()
         if variant not in VARIANTS:
@@ -157,6 +174,14 @@ class DyRegBlock(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.variant = variant
         self.in_channels, self.height, self.width = in_channels, height, width
+        self.train_height, self.train_width = train_height or height, train_width or width
+        self.full_res = (self.train_height, self.train_width) != (height, width)
+        if self.full_res and variant == "semantic":
+            raise ValueError("full-resolution evaluation (train_height/train_width) is defined for generated "
+                             "regions and the fixed grid, not for the semantic kernels")
+        if self.full_res and (self.train_height > height or self.train_width > width):
+            raise ValueError(f"the training map ({self.train_height} x {self.train_width}) must not be larger "
+                             f"than the map the block runs on ({height} x {width})")
         self.node_dim = node_dim or in_channels
         self.num_nodes = num_nodes
         self.grid = grid or node_grid(num_nodes)
@@ -173,10 +198,16 @@ class DyRegBlock(nn.Module):
         self.semantic = None
         if variant in GENERATED_VARIANTS:
             self.region_generator = RegionGenerator(
-                self.node_dim, height, width, num_nodes=num_nodes, region_dim=region_dim, variant=variant,
+                self.node_dim, self.train_height, self.train_width, num_nodes=num_nodes, region_dim=region_dim, variant=variant,
                 grid=self.grid, anchors=anchors, size_plus_one=size_plus_one, clamp_centers=clamp_centers,
                 fixed_size=fixed_size, learn_size=learn_size,
             )
+            if self.full_res:  # regions live on the full map: anchors and default sizes from H, W
+                self.full_fixed_size = (None if self.region_generator.fixed_size is None
+                                        else fixed_size or height / (2 * SIZE_CELLS) + 1)
+                full_anchors = (center_anchors(num_nodes, height, width) if anchors == "center"
+                                else grid_anchors(self.grid, height, width))
+                self.register_buffer("full_anchors", full_anchors, persistent=False)
         elif learn_size is not None:
             raise ValueError(f"learn_size applies to generated regions, not to variant {variant!r}")
         elif fixed_size is not None and not (variant == "fixed" and fixed_pooling == "tent"):
@@ -190,7 +221,7 @@ class DyRegBlock(nn.Module):
                        else region_kernels(regions, height, width, normalize_kernels, kernel_eps))
             self.register_buffer("fixed_kernels", kernels, persistent=False)
             self.register_buffer("fixed_regions", regions, persistent=False)
-        self.position_embedding = nn.Linear(height * width, self.node_dim)
+        self.position_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
         self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, messages, temporal_first)
         self.residual_norm = map_norm(in_channels, scale_init=residual_scale_init)
 
@@ -232,7 +263,12 @@ class DyRegBlock(nn.Module):
         """The kernels of every frame and node, ``[B, T, C, H, W] -> [B, T, N, H, W]``, plus aux."""
         batch, frames = x.shape[:2]
         aux: dict[str, Tensor] = {}
-        if self.region_generator is not None:
+        if self.region_generator is not None and self.full_res:
+            aux["regions"], aux["offsets"] = self._full_res_regions(x)
+            kernels = region_kernels(
+                aux["regions"], self.height, self.width, self.normalize_kernels, self.kernel_eps, check=False
+            )
+        elif self.region_generator is not None:
             aux["regions"], aux["offsets"] = self.region_generator(x)
             kernels = region_kernels(
                 aux["regions"], self.height, self.width, self.normalize_kernels, self.kernel_eps, check=False
@@ -245,6 +281,34 @@ class DyRegBlock(nn.Module):
             aux["regions"] = repeat(self.fixed_regions, "n r -> b t n r", b=batch, t=frames)
         return kernels, aux
 
+    def _full_res_regions(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Regions on the full ``H x W`` map from the map pooled to the training size (module docstring).
+
+        Shapes: ``[B, T, C, H, W] -> (regions [B, T, N, 4], offsets [B, T, N, 4])``.
+        """
+        generator = self.region_generator
+        pooled = F.adaptive_avg_pool2d(rearrange(x, "b t c h w -> (b t) c h w"), (self.train_height, self.train_width))
+        offsets = generator.offsets(generator.latents(rearrange(pooled, "(b t) c h w -> b t c h w", b=x.shape[0])))
+        regions = regions_from_offsets(
+            offsets, self.full_anchors, self.height, self.width, size_plus_one=generator.size_plus_one,
+            clamp_centers=generator.clamp_centers, fixed_size=self.full_fixed_size,
+        )
+        return regions, offsets
+
+    def position(self, kernels: Tensor) -> Tensor:
+        """The positional embedding of each node, a Linear of its kernel: ``[B, T, N, H, W] -> [B, T, N, C]``.
+
+        At full resolution the kernel is average-pooled to the training map first.
+        """
+        if not self.position_grad:
+            kernels = kernels.detach()
+        if self.full_res:
+            batch = kernels.shape[0]
+            kernels = F.adaptive_avg_pool2d(rearrange(kernels, "b t n h w -> (b t) n h w"),
+                                            (self.train_height, self.train_width))
+            kernels = rearrange(kernels, "(b t) n h w -> b t n h w", b=batch)
+        return self.position_embedding(rearrange(kernels, "b t n h w -> b t n (h w)"))
+
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         self._check_input(x)
         batch = x.shape[0]
@@ -253,9 +317,7 @@ class DyRegBlock(nn.Module):
             features = self.project_norm(self.project_in(features))
         kernels, aux = self.kernels(rearrange(features, "(b t) c h w -> b t c h w", b=batch))
         aux["kernels"] = kernels
-        position_input = kernels if self.position_grad else kernels.detach()
-        position = self.position_embedding(rearrange(position_input, "b t n h w -> b t n (h w)"))
-        nodes = pool_nodes(rearrange(features, "(b t) c h w -> b t c h w", b=batch), kernels) + position
+        nodes = pool_nodes(rearrange(features, "(b t) c h w -> b t c h w", b=batch), kernels) + self.position(kernels)
         aux["nodes_in"] = nodes
         nodes, aux["attention"] = self.graph(nodes)
         aux["nodes_out"] = nodes

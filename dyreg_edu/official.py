@@ -120,7 +120,13 @@ def convert_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def block_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Our :class:`DyRegBlock` arguments for the authors' configuration (a fixture's ``config``)."""
+    """Our :class:`DyRegBlock` arguments for the authors' configuration (a fixture's ``config``).
+
+    Keys: those of :data:`REQUIRED_CONFIG`, optionally ``num_nodes``, ``graph_iterations``,
+    ``anchors``, ``rnn``; and for full-resolution evaluation ``full_res: True`` with
+    ``train_height``/``train_width`` (the map it was trained on; ``height``/``width`` are the
+    larger map it runs on).
+    """
     missing = [k for k in REQUIRED_CONFIG if k not in config]
     if missing:
         raise KeyError(f"config lacks {missing}; expected keys {REQUIRED_CONFIG}")
@@ -129,7 +135,14 @@ def block_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"offset_generator must be 'big' or 'small', got {config['offset_generator']!r}")
     if str(config.get("rnn", "GRU")).upper() != "GRU":
         raise ValueError(f"only the GRU region generator is supported (the paper's), got rnn={config['rnn']!r}")
+    full_res = {}
+    if config.get("full_res", False):
+        missing = [k for k in ("train_height", "train_width") if k not in config]
+        if missing:
+            raise KeyError(f"a full_res config needs {missing} (the map the block was trained on)")
+        full_res = dict(train_height=int(config["train_height"]), train_width=int(config["train_width"]))
     return dict(
+        **full_res,
         in_channels=int(config["in_channels"]),
         height=int(config["height"]),
         width=int(config["width"]),

@@ -12,7 +12,10 @@ from dyreg_edu.dyreg import DyRegBlock
 from dyreg_edu.notebook import bundled_fixture, fixtures_dir
 from dyreg_edu.official import convert_state_dict
 
-FIXTURES = ["synthetic_block_small", "synthetic_block", "synthetic_block_lite", "tsm_layer3_block", "tsm_layer4_block"]
+FIXTURES = [
+    "synthetic_block_small", "synthetic_block", "synthetic_block_lite", "tsm_layer3_block", "tsm_layer4_block",
+    "tsm_layer3_fullres",  # trained at 14 x 14, run on 16 x 16 (the authors' --full_res)
+]
 AUTHORS_REGION_ORDER = [3, 2, 1, 0]  # ours (cx, cy, sx, sy) -> theirs (size_h, size_w, centre_y, centre_x)
 
 
@@ -102,3 +105,14 @@ def test_converter_rejects_unknown_names():
         DyRegBlock.from_official(state, fixture["config"])
     with pytest.raises(KeyError, match="region_dim"):
         DyRegBlock.from_official(fixture["state_dict"], {k: v for k, v in fixture["config"].items() if k != "region_dim"})
+
+
+def test_full_resolution_block_keeps_the_trained_parameters():
+    """At full resolution the parameters are those of the 14 x 14 block: same names, same shapes."""
+    fixture = load_fixture("tsm_layer3_fullres")
+    full = DyRegBlock.from_official(fixture["state_dict"], fixture["config"])
+    trained = DyRegBlock(256, 14, 14, node_dim=256, region_dim=128)
+    assert {k: v.shape for k, v in full.state_dict().items()} == {k: v.shape for k, v in trained.state_dict().items()}
+    assert full.full_res and (full.train_height, full.height) == (14, 16)
+    with pytest.raises(KeyError, match="train_height"):
+        DyRegBlock.from_official(fixture["state_dict"], {k: v for k, v in fixture["config"].items() if k != "train_height"})
