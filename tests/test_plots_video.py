@@ -132,3 +132,57 @@ def test_plot_pair_table_blank_negative_cells_and_highlight():
     assert len(_rects(ax)) == 1 and _rects(ax)[0].get_xy() == (-0.5, 0.5)
     with pytest.raises(ValueError):
         vp.plot_pair_table(np.zeros(3))
+    fig, ax = plt.subplots()
+    vp.plot_pair_table(table, ax=ax, colorbar="label")
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "label"
+
+
+def test_regions_to_video_map_pixel_centres():
+    regions = torch.tensor([[0.0, 1.0, 0.5, 1.0], [15.0, 15.0, 2.0, 2.0]])
+    out = vp.regions_to_video(regions, 4.0)
+    # map pixel 0 covers video [0, 4): its centre is drawn at 1.5; half-extents scale by 4
+    np.testing.assert_allclose(out[0], [1.5, 5.5, 2.0, 4.0])
+    np.testing.assert_allclose(out[1], [61.5, 61.5, 8.0, 8.0])
+    np.testing.assert_allclose(vp.regions_to_video(regions, (2.0, 4.0))[0], [0.5, 5.5, 1.0, 4.0])
+    with pytest.raises(ValueError, match="regions"):
+        vp.regions_to_video(torch.zeros(3, 3), 1.0)
+
+
+def test_draw_frame_regions_one_colour_per_node():
+    from dyreg_edu.plots.style import node_color
+
+    video, boxes = _clip(T=2, D=2)
+    regions = torch.tensor([[2.0, 2.0, 1.0, 1.0], [5.0, 6.0, 2.0, 1.0], [1.0, 7.0, 0.5, 0.5]])
+    fig, ax = plt.subplots()
+    region_rects, box_rects = vp.draw_frame_regions(ax, video[0], regions, boxes[0], torch.tensor([True, False]),
+                                                    stride=4.0)
+    assert len(region_rects) == 3 and len(box_rects) == 2
+    for i, rect in enumerate(region_rects):
+        assert matplotlib.colors.same_color(rect.get_edgecolor(), node_color(i))
+    assert region_rects[1].get_xy() == pytest.approx((21.5 - 8.0, 25.5 - 4.0))
+    assert matplotlib.colors.same_color(box_rects[0].get_edgecolor(), vp.SYNC_COLOR)
+    assert ax.get_xlim() == (-0.5, 31.5)
+
+
+def test_region_player_sliders_redraw():
+    import ipywidgets as widgets
+
+    v1, b1 = _clip(T=3, D=2, seed=1)
+    v2, b2 = _clip(T=3, D=2, seed=2)
+    videos, boxes = torch.stack([v1, v2]), torch.stack([b1, b2])
+    regions = torch.rand(2, 3, 4, 4) * 7
+    player = vp.region_player(videos, regions, boxes, torch.tensor([[True, True], [False, False]]),
+                              stride=4.0, titles=["first", "second"])
+    sliders = {w.description: w for w in player.children if isinstance(w, widgets.IntSlider)}
+    assert set(sliders) == {"video", "frame"} and sliders["frame"].max == 2 and sliders["video"].max == 1
+    first = player.result
+    assert "first, frame 0 of 2" in first.axes[0].get_title()
+    sliders["frame"].value = 2
+    sliders["video"].value = 1
+    second = player.result
+    assert second is not first and "second, frame 2 of 2" in second.axes[0].get_title()
+    ax = second.axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), v2[2].numpy())
+    assert len(_rects(ax)) == 4 + 2
+    with pytest.raises(ValueError, match="regions"):
+        vp.region_player(videos, regions[:, :2], boxes)

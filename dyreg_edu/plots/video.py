@@ -1,5 +1,10 @@
 r"""Figures of video clips with boxes: frame strips, animations, trajectories, label tables.
 
+Regions ``(cx, cy, sx, sy)`` of a model (centre and half-extent, Eq. 6) live on its feature
+map; :func:`regions_to_video` puts them in video pixels, :func:`draw_frame_regions` draws
+one frame with its regions (one colour per node, :mod:`dyreg_edu.plots.style`) and boxes,
+and :func:`region_player` is a widget with a slider for the frame and one for the video.
+
 A clip is a grey-level video ``[T, H, W]`` (uint8 0..255 or float), a batch of clips
 ``[B, T, H, W]``. Boxes are ``(x1, y1, x2, y2)`` in *continuous* pixel coordinates, the
 convention of :class:`data_gen.multisync.MultiSyncMNIST`: pixel ``(row p, column q)``
@@ -23,7 +28,10 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+
+from .style import node_color, region_rectangle
 
 __all__ = [
     "SYNC_COLOR",
@@ -36,6 +44,9 @@ __all__ = [
     "plot_trajectories",
     "plot_displacements",
     "plot_pair_table",
+    "regions_to_video",
+    "draw_frame_regions",
+    "region_player",
 ]
 
 SYNC_COLOR = "lime"
@@ -269,11 +280,12 @@ def plot_displacements(boxes, sync=None, *, axes=None, digits=None) -> Figure:
 
 
 def plot_pair_table(table, *, ax: Axes | None = None, highlight: Sequence[tuple[int, int]] = (),
-                    title: str | None = None, cmap: str = "viridis") -> Axes:
+                    title: str | None = None, cmap: str = "viridis", colorbar: str | None = None) -> Axes:
     """A ``[R, C]`` integer table as an annotated heat map (e.g. the label of each pair).
 
     ``table[i, j] < 0`` cells are left blank (pairs without a label). ``highlight``
     lists ``(i, j)`` cells to outline. Rows are the first index, columns the second.
+    ``colorbar``, if given, adds a colour bar with that label.
     """
     tab = _numpy(table).astype(int)
     if tab.ndim != 2:
@@ -281,7 +293,9 @@ def plot_pair_table(table, *, ax: Axes | None = None, highlight: Sequence[tuple[
     if ax is None:
         _, ax = plt.subplots(figsize=(0.5 * tab.shape[1] + 1.5, 0.5 * tab.shape[0] + 1))
     masked = np.ma.masked_less(tab, 0)
-    ax.imshow(masked, cmap=cmap)
+    image = ax.imshow(masked, cmap=cmap)
+    if colorbar is not None:
+        ax.figure.colorbar(image, ax=ax, shrink=0.8, label=colorbar)
     top = max(int(tab.max()), 1)
     for i in range(tab.shape[0]):
         for j in range(tab.shape[1]):
@@ -295,3 +309,88 @@ def plot_pair_table(table, *, ax: Axes | None = None, highlight: Sequence[tuple[
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def regions_to_video(regions, stride) -> np.ndarray:
+    """Regions ``[..., 4]`` ``(cx, cy, sx, sy)`` on a feature map -> the same rectangles in video pixels.
+
+    Map pixel ``q`` covers the video's ``[q * stride, (q + 1) * stride)``, whose centre
+    ``imshow`` draws at ``(q + 0.5) * stride - 0.5``; half-extents scale by ``stride``.
+    ``stride`` is video pixels per map pixel (``video size / map size``), one number or ``(x, y)``.
+    """
+    r = _numpy(regions).astype(float)
+    if r.shape[-1] != 4:
+        raise ValueError(f"regions must be [..., 4], got shape {r.shape}")
+    sx, sy = (float(stride), float(stride)) if np.ndim(stride) == 0 else (float(v) for v in stride)
+    scale = np.array([sx, sy, sx, sy])
+    shift = np.array([0.5 * sx - 0.5, 0.5 * sy - 0.5, 0.0, 0.0])
+    return r * scale + shift
+
+
+def draw_frame_regions(ax: Axes, frame, regions=None, boxes=None, sync=None, *, stride: float = 1.0,
+                       centers: bool = True, linewidth: float = 1.2, box_linewidth: float = 0.7) -> tuple[list, list]:
+    """One frame ``[H, W]`` with a model's regions ``[N, 4]`` and the digits' boxes ``[D, 4]``.
+
+    Region ``i`` is drawn in ``node_color(i)`` (the same colour in every figure of the book),
+    its centre as a dot; ``regions`` are on the feature map, ``stride`` video pixels per map
+    pixel (:func:`regions_to_video`). Boxes are coloured by ``sync`` ``[D]`` (green
+    synchronous, red the others; yellow without ``sync``). Returns ``(region rectangles,
+    box rectangles)``.
+    """
+    f = _numpy(frame)
+    if f.ndim != 2:
+        raise ValueError(f"frame must be [H, W], got shape {f.shape}")
+    ax.imshow(f, cmap="gray", vmin=0, vmax=_vmax(f))
+    box_patches = [] if boxes is None else draw_boxes(ax, boxes, sync, linewidth=box_linewidth)
+    region_patches = []
+    if regions is not None:
+        r = regions_to_video(regions, stride).reshape(-1, 4)
+        for i, region in enumerate(r):
+            region_patches.append(region_rectangle(ax, region, color=node_color(i), linewidth=linewidth))
+            if centers:
+                ax.plot([region[0]], [region[1]], "o", color=node_color(i), markersize=3)
+    ax.set_xlim(-0.5, f.shape[1] - 0.5)
+    ax.set_ylim(f.shape[0] - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return region_patches, box_patches
+
+
+def region_player(videos, regions, boxes=None, sync=None, *, stride: float = 1.0,
+                  titles: Sequence[str] | None = None, size: float = 4.0):
+    """A widget: one frame of one video with the model's regions, and two sliders, ``video`` and ``frame``.
+
+    ``videos`` ``[B, T, H, W]``; ``regions`` ``[B, T, N, 4]`` on the feature map (``stride``
+    video pixels per map pixel); ``boxes`` ``[B, T, D, 4]`` and ``sync`` ``[B, D]`` optional;
+    ``titles`` one string per video. Each move of a slider redraws with
+    :func:`draw_frame_regions`. Returns an ``ipywidgets.interactive``; ``display`` it.
+    ``widget.result`` holds the last figure drawn.
+    """
+    import ipywidgets as widgets
+
+    v = _clips(videos)
+    B, T = v.shape[:2]
+    r = _numpy(regions)
+    if r.ndim != 4 or r.shape[:2] != (B, T) or r.shape[-1] != 4:
+        raise ValueError(f"regions must be [B, T, N, 4] with B, T = {B}, {T}, got shape {r.shape}")
+    b = _per_clip(boxes, B, 3, "boxes")
+    s = _per_clip(sync, B, 1, "sync")
+    if titles is not None and len(titles) != B:
+        raise ValueError(f"got {len(titles)} titles for {B} videos")
+    legend = [Line2D([], [], color=node_color(i), lw=2, label=f"node {i}") for i in range(r.shape[2])]
+
+    def draw(video: int, frame: int):
+        fig, ax = plt.subplots(figsize=(size + 1.2, size))
+        draw_frame_regions(ax, v[video, frame], r[video, frame], None if b is None else b[video, frame],
+                           None if s is None else s[video], stride=stride)
+        name = titles[video] if titles is not None else f"video {video}"
+        ax.set_title(f"{name}, frame {frame} of {T - 1}", fontsize=9)
+        ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.tight_layout()
+        plt.close(fig)  # interactive displays the returned figure once
+        return fig
+
+    def slider(high: int, description: str):
+        return widgets.IntSlider(value=0, min=0, max=high, step=1, description=description, continuous_update=False)
+
+    return widgets.interactive(draw, video=slider(B - 1, "video"), frame=slider(T - 1, "frame"))
