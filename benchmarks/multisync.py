@@ -7,6 +7,12 @@ videos (16 MB at 100, which the allocator recycles), numpy one video array at
 a time. A single call for all ``--videos`` at once is also timed: there the
 freshly mapped 164 MB output (page faults) dominates. Torch runs on one
 thread (``--threads``).
+A sweep over call sizes (``--call-sizes``: ``--videos`` videos in calls of n) shows where
+the rate goes for large calls, beside the cost of only allocating and zeroing the same
+output: on CPU the paste works in 4 MB chunks, so what remains of the slow-down is the
+first touch of a fresh output larger than glibc recycles (about 32 MB, 200 videos at 128
+px), which a long-lived process can avoid with ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_``, and a GPU (caching allocator) never pays.
 Prints videos/s for both and the ratio; ``--device cuda`` adds the GPU rate;
 ``--out`` writes the figures as JSON (command, commit, device, date, wall_seconds).
 
@@ -95,6 +101,20 @@ def rate(fn, n: int, repeats: int, sync=lambda: None) -> float:
     return n / best
 
 
+def call_size_sweep(ds: MultiSyncMNIST, videos: int, sizes, repeats: int) -> list[dict]:
+    """Videos/s for ``videos`` videos made in calls of each size, and for only allocating
+    and zeroing the same outputs (the first-touch cost of fresh memory)."""
+    frame_bytes = ds.num_frames * ds.size * ds.size
+    rows = []
+    for n in sizes:
+        calls = [torch.arange(i, min(videos, i + n)) for i in range(0, videos, n)]
+        made = rate(lambda: _drain(ds.batch(c) for c in calls), videos, repeats)
+        alloc = rate(lambda: _drain(torch.empty(len(c) * frame_bytes, dtype=torch.uint8).zero_() for c in calls),
+                     videos, repeats)
+        rows.append({"call_size": n, "videos_per_s": round(made, 1), "alloc_zero_videos_per_s": round(alloc, 1)})
+    return rows
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--videos", type=int, default=1000, help="videos per timed run on CPU")
@@ -104,6 +124,7 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="'cuda' also times the GPU")
     p.add_argument("--gpu-videos", type=int, default=20000)
+    p.add_argument("--call-sizes", default="64,256,1000,4000", help="videos per call for the sweep")
     p.add_argument("--out", default=None, help="write the figures to this JSON file")
     args = p.parse_args(argv)
     threads_before = torch.get_num_threads()
@@ -121,17 +142,22 @@ def _run(args, argv) -> dict:
     batches = [idx[i:i + args.batch] for i in range(0, args.videos, args.batch)]
     torch_rate = rate(lambda: _drain(ds.batch(b) for b in batches), args.videos, args.repeats)
     single_rate = rate(lambda: ds.batch(idx), args.videos, args.repeats)
+    sweep = call_size_sweep(ds, args.videos, [int(n) for n in args.call_sizes.split(",") if n], args.repeats)
     n_loop = args.loop_videos or args.videos
     loop_rate = rate(lambda: _drain(numpy_loop(ds, range(n_loop))), n_loop, args.repeats)
     result = {"videos": args.videos, "threads": args.threads, "batch": args.batch,
               "torch_batch_videos_per_s": round(torch_rate, 1), "numpy_loop_videos_per_s": round(loop_rate, 1),
               "ratio": round(torch_rate / loop_rate, 2),
-              f"torch_single_call_{args.videos}_videos_per_s": round(single_rate, 1), "digits": ds.digit_source}
+              f"torch_single_call_{args.videos}_videos_per_s": round(single_rate, 1), "digits": ds.digit_source,
+              "call_size_sweep": sweep}
     print(f"torch batches of {args.batch}, {args.threads} thread(s): {torch_rate:10,.0f} videos/s")
     output_mb = args.videos * ds.num_frames * ds.size * ds.size / 1e6
     print(f"torch one call of {args.videos}:            {single_rate:10,.0f} videos/s (one fresh {output_mb:,.0f} MB output)")
     print(f"numpy per-video loop, 1 thread:     {loop_rate:10,.0f} videos/s")
     print(f"ratio (batches / loop): {torch_rate / loop_rate:.1f}x")
+    for row in sweep:
+        print(f"  calls of {row['call_size']:5d}: {row['videos_per_s']:10,.0f} videos/s "
+              f"(allocating and zeroing the output alone: {row['alloc_zero_videos_per_s']:10,.0f} videos/s)")
     if args.device.startswith("cuda"):
         if torch.cuda.is_available():
             gds = MultiSyncMNIST("train", num_videos=args.gpu_videos, device=args.device)
@@ -140,6 +166,13 @@ def _run(args, argv) -> dict:
             same = torch.equal(gds.batch(gidx[:64])["video"].cpu(), ds.batch(idx[:64])["video"])
             result.update(gpu=torch.cuda.get_device_name(), gpu_videos_per_s=round(gpu_rate, 1), gpu_equals_cpu=same)
             print(f"{torch.cuda.get_device_name()}: {gpu_rate:,.0f} videos/s (same bytes as CPU: {same})")
+            gpu_sweep = []
+            for n in (256, 1024, 4096, args.gpu_videos):
+                calls = [gidx[i:i + n] for i in range(0, args.gpu_videos, n)]
+                r = rate(lambda: _drain(gds.batch(c) for c in calls), args.gpu_videos, args.repeats, torch.cuda.synchronize)
+                gpu_sweep.append({"call_size": n, "videos_per_s": round(r, 1)})
+                print(f"  GPU calls of {n:6d}: {r:12,.0f} videos/s")
+            result["gpu_call_size_sweep"] = gpu_sweep
         else:
             print("cuda requested but not available")
     result.update(command="python " + " ".join([os.path.relpath(__file__)] + (sys.argv[1:] if argv is None else list(argv))),

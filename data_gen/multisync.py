@@ -49,11 +49,7 @@ different split ids and disjoint digit sprites (:mod:`data_gen.digits`).
 """
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import sys
-import time
 from typing import Iterator, Sequence
 
 import torch
@@ -381,6 +377,23 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     def _paste(self, sprite: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Paste the phase-shifted sprites by maximum: uint8 ``[B, T, S, S]``.
 
+        On CPU the videos go in chunks of about ``PASTE_CHUNK_BYTES`` of frames (4 MB), so
+        that a chunk's frames, sprite rows and indices stay in cache from the zero fill to
+        the last digit: the rate then no longer falls for large calls. On other devices all
+        videos go at once.
+        """
+        B, T, _, _ = pos.shape
+        S = self.size
+        video = torch.empty(B, T, S, S, dtype=torch.uint8, device=pos.device)
+        per_chunk = max(1, self.PASTE_CHUNK_BYTES // (T * S * S)) if pos.device.type == "cpu" else max(B, 1)
+        for first in range(0, B, per_chunk):
+            last = min(B, first + per_chunk)
+            self._paste_videos(sprite[first:last], pos[first:last], video[first:last])
+        return video
+
+    def _paste_videos(self, sprite: torch.Tensor, pos: torch.Tensor, out: torch.Tensor) -> None:
+        """Paste one chunk of videos into ``out`` (uint8 ``[b, T, S, S]``, contiguous).
+
         Works on words (``geometry.word`` bytes, int64 at 128): each sprite row
         covers ``R = geometry.row_words`` words of its frame row, and the bank
         (:func:`make_bank`) gives the sprite already shifted to its byte offset
@@ -388,37 +401,36 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         flat video from word ``k``; digit by digit, the rows are gathered
         (``index_select``), maxed with the sprite and written back
         (``index_copy_``). One digit's rows never overlap, so the writes are
-        deterministic. On CPU the frames go in chunks of about 4 MB, which stay
-        in cache between the zero fill and the digits; on other devices all at once.
+        deterministic.
         """
-        B, T, D, _ = pos.shape
-        S, g, dev = self.size, self.geometry, pos.device
-        Q, w, R, F = g.sprite, g.word, g.row_words, B * T
-        video = torch.empty(F * S * S, dtype=torch.uint8, device=dev)
-        if B == 0:
-            return video.view(B, T, S, S)
-        SW, A = S // w, w * R - Q  # words per frame row; the bank's leading zeros
+        videos, frames, num_digits, _ = pos.shape
+        if videos == 0:
+            return
+        size, geometry, device = self.size, self.geometry, pos.device
+        sprite_rows, word, row_words = geometry.sprite, geometry.word, geometry.row_words
+        frame_words = size // word  # words per frame row
+        leading_zeros = word * row_words - sprite_rows  # the bank's leading zeros
         p = rearrange(pos, "b t d a -> a d (b t)")  # [2, D, F], digit-major like the loop below
         (x, y), odd = (p >> 1).unbind(0), p & 1  # top-left pixel; sub-pixel phase
-        col = (x >> (w.bit_length() - 1)).clamp_(max=SW - R)  # first word of the sprite rows in a frame row
-        base = rearrange(sprite * (4 * self._bank_stride) + A, "b d -> d b 1")
-        src = base + ((odd[1] * 2 + odd[0]) * self._bank_stride + col * w - x).view(D, B, T)
-        patches = self._bank.index_select(0, src.reshape(-1)).view(D, F * Q, w * R)
-        first = torch.arange(0, F * S * SW, S * SW, device=dev) + y * SW + col  # [D, F]
-        at = (first[..., None] + torch.arange(0, Q * SW, SW, device=dev)).reshape(D, F * Q)  # each sprite row
-        words = video.view(_WORD_DTYPES[w])
-        rows = words.as_strided((words.numel() - R + 1, R), (1, 1))
-        chunk = max(1, self.PASTE_CHUNK_BYTES // (S * S)) if dev.type == "cpu" else F
-        for f0 in range(0, F, chunk):
-            f1 = min(F, f0 + chunk)
-            video[f0 * S * S:f1 * S * S].zero_()
-            for d in range(D):
-                where, patch = at[d, f0 * Q:f1 * Q], patches[d, f0 * Q:f1 * Q]
-                if d:
-                    old = rows.index_select(0, where).view(torch.uint8)
-                    patch = torch.maximum(old, patch, out=old)
-                rows.index_copy_(0, where, patch.view(words.dtype))
-        return video.view(B, T, S, S)
+        first_word = (x >> (word.bit_length() - 1)).clamp_(max=frame_words - row_words)
+        phase = odd[1] * 2 + odd[0]  # which of the four pre-shifted sprites
+        bank_start = rearrange(sprite * (4 * self._bank_stride) + leading_zeros, "b d -> d b 1")
+        src = bank_start + (phase * self._bank_stride + first_word * word - x).view(num_digits, videos, frames)
+        patches = self._bank.index_select(0, src.reshape(-1)).view(num_digits, -1, word * row_words)
+        frame_starts = torch.arange(0, videos * frames * size * frame_words, size * frame_words, device=device)
+        top_words = frame_starts + y * frame_words + first_word  # [D, F]: the first word of each sprite
+        at = (top_words[..., None] + torch.arange(0, sprite_rows * frame_words, frame_words, device=device))
+        at = at.reshape(num_digits, -1)  # [D, F * sprite rows]: the first word of every sprite row
+        flat = out.view(-1)
+        flat.zero_()
+        words = flat.view(_WORD_DTYPES[word])
+        rows = words.as_strided((words.numel() - row_words + 1, row_words), (1, 1))
+        for digit in range(num_digits):
+            patch = patches[digit]
+            if digit:
+                old = rows.index_select(0, at[digit]).view(torch.uint8)
+                patch = torch.maximum(old, patch, out=old)
+            rows.index_copy_(0, at[digit], patch.view(words.dtype))
 
     # ------------------------------------------------------------------ training
     def iter_batches(self, batch_size: int, *, shuffle: bool = True, epoch: int = 0, drop_last=None):
@@ -464,121 +476,9 @@ class MultiSyncLoader:
 
 
 # --------------------------------------------------------------------------- CLI
-def _dataset(args) -> MultiSyncMNIST:
-    return MultiSyncMNIST(args.split, num_videos=args.num_videos, num_digits=args.num_digits,
-                          num_frames=args.num_frames, size=args.size, seed=args.seed,
-                          digits=args.digits, device=args.device, root=args.root)
 
 
-def preview(args) -> None:
-    """Animated GIF of a few videos with their boxes (green: synchronous) and labels."""
-    import imageio.v2 as imageio
-    import matplotlib
+if __name__ == "__main__":  # the command line lives in data_gen/__main__.py
+    from data_gen.__main__ import main
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    ds = _dataset(args)
-    b = {k: v.cpu() for k, v in ds.batch(list(range(args.first, args.first + args.count))).items()}
-    n = args.count
-    frames = []
-    for t in range(ds.num_frames):
-        fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.6), dpi=80, squeeze=False)
-        for j, ax in enumerate(axes[0]):
-            ax.imshow(b["video"][j, t], cmap="gray", vmin=0, vmax=255)
-            for d in range(ds.num_digits):
-                x1, y1, x2, y2 = b["boxes"][j, t, d].tolist()
-                color = "lime" if b["sync"][j, d] else "red"
-                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec=color, lw=1))
-            pair = pair_of(int(b["label"][j]))
-            ax.set_title(f"#{args.first + j} label {int(b['label'][j])}\n"
-                         f"{'no sync' if pair is None else pair} digits {b['digits'][j].tolist()}", fontsize=6)
-            ax.axis("off")
-        fig.suptitle(f"MultiSyncMNIST {ds.split} frame {t}", fontsize=7)
-        fig.canvas.draw()
-        frames.append(torch.from_numpy(__import__("numpy").asarray(fig.canvas.buffer_rgba()))[..., :3].numpy())
-        plt.close(fig)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    imageio.mimsave(args.out, frames, duration=0.4, loop=0)
-    print(f"wrote {args.out} ({n} videos, {ds.num_frames} frames, digits from {ds.digit_source})")
-
-
-def export(args) -> None:
-    """uint8 shards ``shard_XXXXX.npz`` (video, label, digits, sync, boxes); resumable."""
-    import numpy as np
-    from tqdm import tqdm
-
-    ds = _dataset(args)
-    out = os.path.join(args.out, ds.split)
-    os.makedirs(out, exist_ok=True)
-    n_shards = -(-len(ds) // args.shard_size)
-    done = 0
-    for s in tqdm(range(n_shards), desc=f"export {ds.split}", unit="shard"):
-        path = os.path.join(out, f"shard_{s:05d}.npz")
-        if os.path.exists(path):
-            done += 1
-            continue
-        first = s * args.shard_size
-        b = ds.batch(range(first, min(first + args.shard_size, len(ds))))
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, first_index=np.int64(first), **{k: v.cpu().numpy() for k, v in b.items()})
-        os.replace(tmp, path)
-    print(f"{n_shards} shards in {out} ({done} already there); {ds!r}")
-
-
-def stats(args) -> None:
-    """Label histogram over the first videos and the generation speed."""
-    ds = _dataset(args)
-    counts = torch.zeros(NUM_CLASSES, dtype=torch.int64)
-    t0, n = time.perf_counter(), min(args.count, len(ds))
-    for first in range(0, n, args.batch_size):
-        b = ds.batch(range(first, min(first + args.batch_size, n)))
-        counts += torch.bincount(b["label"].cpu(), minlength=NUM_CLASSES)
-    if ds.device.type == "cuda":
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    expected = n / NUM_CLASSES
-    chi2 = float(((counts - expected) ** 2).sum() / expected)
-    print(repr(ds))
-    for c in range(NUM_CLASSES):
-        pair = pair_of(c)
-        print(f"{c:3d} {'no sync' if pair is None else str(pair):>8} {int(counts[c]):7d} {'#' * round(40 * counts[c].item() / counts.max().item())}")
-    print(f"{n} videos in {dt:.2f} s: {n / dt:,.0f} videos/s on {ds.device} "
-          f"({torch.get_num_threads()} threads); chi-square {chi2:.1f} on 55 degrees of freedom")
-
-
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m data_gen.multisync", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, helptext in [("preview", "animated GIF of a few videos"), ("export", "write uint8 shards"),
-                           ("stats", "label histogram and speed")]:
-        q = sub.add_parser(name, help=helptext)
-        q.add_argument("--split", default="train" if name != "preview" else "val", choices=list(SPLIT_IDS))
-        q.add_argument("--num-videos", type=int, default=None)
-        q.add_argument("--num-digits", type=int, default=5)
-        q.add_argument("--num-frames", type=int, default=10)
-        q.add_argument("--size", type=int, default=128)
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--digits", default="auto", choices=list(SOURCES))
-        q.add_argument("--root", default=None, help="torchvision MNIST root")
-        q.add_argument("--device", default="cpu")
-        q.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-        if name == "preview":
-            q.add_argument("--count", type=int, default=4)
-            q.add_argument("--first", type=int, default=0)
-            q.add_argument("--out", default="exports/multisync_preview.gif")
-        elif name == "export":
-            q.add_argument("--shard-size", type=int, default=1000)
-            q.add_argument("--out", default="exports/multisync")
-        else:
-            q.add_argument("--count", type=int, default=5600)
-            q.add_argument("--batch-size", type=int, default=100)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    {"preview": preview, "export": export, "stats": stats}[args.command](args)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
