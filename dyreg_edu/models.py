@@ -7,6 +7,8 @@
 - :func:`tsm_resnet`: TSM-ResNet-50 (residual temporal shift of 1/8 + 1/8 channels) with
   DyReg inside the bottlenecks ``layer2[2]`` (res3), ``layer3[4]`` (res4) and ``layer4[1]``
   (res5), after the 3x3 conv, as the authors place it. Parameter counts match Table 12.
+- :func:`param_groups`: the authors' optimiser groups (biases lr x2 without decay, norms
+  without decay, classifier lr x5 / x10).
 - :func:`count_macs`: multiply-accumulates of one forward pass.
 - :func:`collect_aux`: the regions and kernels of every DyReg block during a forward pass.
 """
@@ -22,6 +24,7 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from .dyreg import VARIANTS, DyRegBlock
+from .layers import ChannelAffineLayerNorm
 
 SYNC_BLOCK = dict(in_channels=128, height=16, width=16, node_dim=32, region_dim=32)
 
@@ -201,14 +204,48 @@ class ThenGraph(nn.Module):
         return rearrange(y, "b t c h w -> (b t) c h w")
 
 
-class TSMResNet(nn.Module):
-    """TSM-ResNet with DyReg blocks; ``forward(video [B, T, 3, 224, 224]) -> logits [B, K]``.
+#: The input size the placements of :data:`TSM_STAGES` assume, and each stage's stride.
+TSM_INPUT_SIZE = 224
+TSM_STRIDES = {"res3": 8, "res4": 16, "res5": 32}
 
-    The head follows the authors' TSN: global average pool, dropout, a linear layer
-    initialised N(0, 0.001), and frame logits averaged over time.
+
+def tsm_stage_config(stage: str, input_size: int = TSM_INPUT_SIZE, train_size: int | None = None) -> dict:
+    """The :class:`~dyreg_edu.dyreg.DyRegBlock` arguments at ``stage`` for ``input_size`` frames.
+
+    ``train_size`` (default ``input_size``) is the frame size the model was trained on; when it
+    differs (256 crops on a model trained at 224: the authors' ``--full_res``), the block runs on
+    the larger map (32/16/8) with the parameters of the training map (28/14/7).
+    """
+    config = dict(TSM_STAGES[stage][1])
+    train_size = train_size or input_size
+    for size in (input_size, train_size):
+        if size % 32:
+            raise ValueError(f"frame sizes must be multiples of 32 (ResNet-50's stride), got {size}")
+    stride = TSM_STRIDES[stage]
+    config["height"] = config["width"] = input_size // stride
+    if train_size != input_size:
+        config["train_height"] = config["train_width"] = train_size // stride
+    return config
+
+
+class TSMResNet(nn.Module):
+    """TSM-ResNet with DyReg blocks; ``forward(video [B, T, 3, S, S]) -> logits [B, K]``.
+
+    The head follows the authors' TSN: dropout, global average pool, a linear layer, and
+    frame logits averaged over time. Where the authors' code differs from TSM's, a switch:
+
+    - ``dropout_on``: ``"map"`` (the authors': their ``avgpool`` is an identity and their
+      ``fc`` a dropout, so dropout acts on the unpooled ``2048 x 7 x 7`` map, then the mean)
+      or ``"pooled"`` (TSM's: dropout on the pooled 2048 features). Same in eval mode.
+    - ``classifier_init``: ``"authors"`` (N(0, 0.001) weights, zero bias; TSM's too) or
+      ``"torch"`` (``nn.Linear``'s default).
+
+    ``input_size`` is the frame side ``S`` (224; 256 for full-resolution evaluation) and
+    ``train_size`` the side the weights were trained at (default ``input_size``).
     """
 
-    def __init__(self, depth, num_classes, num_frames, graph_stages, regions, pretrained, dropout=0.5):
+    def __init__(self, depth, num_classes, num_frames, graph_stages, regions, pretrained, dropout=0.5, *,
+                 dropout_on="map", classifier_init="authors", input_size=TSM_INPUT_SIZE, train_size=None):
         super().__init__()
         builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34, 50: torchvision.models.resnet50, 101: torchvision.models.resnet101}
         if depth not in builders:
@@ -220,29 +257,51 @@ class TSMResNet(nn.Module):
             raise ValueError(f"regions must be 'dyreg' or 'fixed', got {regions!r}")
         if graph_stages and depth != 50:
             raise ValueError(f"graph placements are those of the authors' ResNet-50; got depth={depth}")
-        self.num_frames = num_frames
+        if dropout_on not in ("map", "pooled"):
+            raise ValueError(f"dropout_on must be 'map' or 'pooled', got {dropout_on!r}")
+        if classifier_init not in ("authors", "torch"):
+            raise ValueError(f"classifier_init must be 'authors' or 'torch', got {classifier_init!r}")
+        self.num_frames, self.dropout_on = num_frames, dropout_on
+        self.input_size, self.train_size = input_size, train_size or input_size
+        self.graph_stages, self.regions = tuple(graph_stages), regions
         self.backbone = builders[depth](weights=_pretrained_weights(depth) if pretrained else None)
         for layer in ("layer1", "layer2", "layer3", "layer4"):
             for block in getattr(self.backbone, layer):
                 block.conv1 = ShiftThen(block.conv1, num_frames)
         for stage in graph_stages:
-            (layer, index), config = TSM_STAGES[stage]
+            (layer, index), _ = TSM_STAGES[stage]
+            config = tsm_stage_config(stage, input_size, train_size)
             block = getattr(self.backbone, layer)[index]
             block.conv2 = ThenGraph(block.conv2, DyRegBlock(**config, variant=regions), num_frames)
         features = self.backbone.fc.in_features
         self.backbone.fc = nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(features, num_classes)
-        nn.init.normal_(self.classifier.weight, 0, 0.001)
-        nn.init.zeros_(self.classifier.bias)
+        if classifier_init == "authors":
+            nn.init.normal_(self.classifier.weight, 0, 0.001)
+            nn.init.zeros_(self.classifier.bias)
+
+    def features(self, frames: Tensor) -> Tensor:
+        """The backbone up to ``layer4``: ``[(B T), 3, S, S] -> [(B T), 2048, S/32, S/32]``."""
+        net = self.backbone
+        x = net.maxpool(net.relu(net.bn1(net.conv1(frames))))
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
 
     def forward(self, video: Tensor) -> Tensor:
         _check_video(video, 3)
         if video.shape[1] != self.num_frames:
             raise ValueError(f"this model was built for {self.num_frames} frames, got {video.shape[1]}")
-        frames = self.backbone(rearrange(video, "b t c h w -> (b t) c h w"))
-        logits = self.classifier(self.dropout(frames))
-        return reduce(logits, "(b t) k -> b k", "mean", t=self.num_frames)
+        if self.graph_stages and tuple(video.shape[-2:]) != (self.input_size, self.input_size):
+            raise ValueError(
+                f"the DyReg blocks of this model were built for {self.input_size} x {self.input_size} frames, got "
+                f"{tuple(video.shape[-2:])}; build it with input_size={video.shape[-1]} (and train_size="
+                f"{self.train_size} to keep the trained parameters: full-resolution evaluation)")
+        maps = self.features(rearrange(video, "b t c h w -> (b t) c h w"))
+        if self.dropout_on == "map":
+            pooled = reduce(self.dropout(maps), "bt c h w -> bt c", "mean")
+        else:
+            pooled = self.dropout(reduce(maps, "bt c h w -> bt c", "mean"))
+        return reduce(self.classifier(pooled), "(b t) k -> b k", "mean", t=self.num_frames)
 
 
 def _pretrained_weights(depth: int):
@@ -250,12 +309,72 @@ def _pretrained_weights(depth: int):
     return getattr(torchvision.models, names[depth]).IMAGENET1K_V1
 
 
-def tsm_resnet(depth: int = 50, *, num_classes: int = 174, num_frames: int = 16, graph_stages=(), regions: str = "dyreg", pretrained: bool = False) -> TSMResNet:
+def tsm_resnet(depth: int = 50, *, num_classes: int = 174, num_frames: int = 16, graph_stages=(), regions: str = "dyreg",
+               pretrained: bool = False, **kwargs) -> TSMResNet:
     """TSM-ResNet (``depth``) with DyReg (or Fixed-grid) graphs at ``graph_stages`` ⊆ ``("res3", "res4", "res5")``.
 
     ``pretrained=True`` loads torchvision's ImageNet weights (downloaded once by torchvision).
+    Keyword arguments: those of :class:`TSMResNet` (``dropout``, ``dropout_on``,
+    ``classifier_init``, ``input_size``, ``train_size``). ``input_size=256, train_size=224``
+    is the authors' full-resolution evaluation of a model trained at 224.
     """
-    return TSMResNet(depth, num_classes, num_frames, tuple(graph_stages), regions, pretrained)
+    return TSMResNet(depth, num_classes, num_frames, tuple(graph_stages), regions, pretrained, **kwargs)
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, *, fc_lr5: bool = True,
+                 multipliers: bool = True) -> list[dict]:
+    """The authors' optimiser parameter groups (their TSN's ``get_optim_policies``), for ``torch.optim.SGD``.
+
+    ========================= ======= ============ ==========================================
+    group                     lr x    weight decay what
+    ========================= ======= ============ ==========================================
+    ``first_conv_weight``     1       yes          the first convolution's weight
+    ``normal_weight``         1       yes          other conv / linear / GRU weights, and
+                                                   gamma and the graph's aggregation bias
+    ``normal_bias``           2       no           their biases
+    ``norm``                  1       no           BatchNorm and LayerNorm scales and shifts
+    ``classifier_weight``     5       yes          the classifier (``fc_lr5``; else normal)
+    ``classifier_bias``       10      no           its bias (``fc_lr5``; else normal bias)
+    ========================= ======= ============ ==========================================
+
+    ``fc_lr5=False`` is the authors' setting when fine-tuning from the same dataset;
+    ``multipliers=False`` (their MultiSyncMNIST setting) sets every multiplier to 1.
+    Returns the non-empty groups as dicts with ``params``, ``lr``, ``weight_decay``, ``name``.
+    """
+    groups: dict[str, list] = {name: [] for name in ("first_conv_weight", "first_conv_bias", "normal_weight",
+                                                      "normal_bias", "norm", "classifier_weight", "classifier_bias")}
+    settings = {"first_conv_weight": (1, 1), "first_conv_bias": (2, 0), "normal_weight": (1, 1), "normal_bias": (2, 0),
+                "norm": (1, 0), "classifier_weight": (5, 1), "classifier_bias": (10, 0)}
+    classifier = getattr(model, "classifier", None)
+    seen_conv = False
+    for module in model.modules():
+        params = dict(module.named_parameters(recurse=False))
+        if not params:
+            continue
+        if module is classifier:
+            groups["classifier_weight" if fc_lr5 else "normal_weight"].append(params.pop("weight"))
+            groups["classifier_bias" if fc_lr5 else "normal_bias"].extend(params.pop(k) for k in list(params))
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and not seen_conv:
+            seen_conv = True
+            groups["first_conv_weight"].append(params.pop("weight"))
+            groups["first_conv_bias"].extend(params.pop(k) for k in list(params))
+        elif isinstance(module, (nn.modules.batchnorm._NormBase, ChannelAffineLayerNorm, nn.LayerNorm)):
+            groups["norm"].extend(params.pop(k) for k in list(params))
+        for name in list(params):  # convs, linears, GRUs, and the free parameters (gamma, att_bias, ...)
+            groups["normal_bias" if _is_layer_bias(module, name) else "normal_weight"].append(params.pop(name))
+    result = []
+    for name, params in groups.items():
+        if params:
+            lr_mult, decay_mult = settings[name] if multipliers else (1, 1)
+            result.append({"params": params, "lr": lr * lr_mult, "weight_decay": weight_decay * decay_mult, "name": name})
+    return result
+
+
+def _is_layer_bias(module: nn.Module, name: str) -> bool:
+    """A bias of a conv, linear or recurrent layer (the authors' ``normal_bias``); free parameters
+    named ``*bias`` elsewhere (the graph's aggregation bias) are weights to them."""
+    layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.GRU, nn.LSTM)
+    return isinstance(module, layers) and name.startswith("bias")
 
 
 # --------------------------------------------------------------------------- measuring
