@@ -28,20 +28,9 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .layers import node_norm
+from .layers import node_norm, run_over_time
 
 MESSAGE_FORMS = ("sum", "concat")
-
-
-def run_over_time(gru: nn.GRU, nodes: Tensor) -> Tensor:
-    """Run ``gru`` over the ``T`` frames of every node's sequence, from a zero state.
-
-    Shapes: ``[B, T, N, C] -> [B, T, N, C]``.
-    """
-    batch = nodes.shape[0]
-    sequences = rearrange(nodes, "b t n c -> (b n) t c")
-    outputs, _ = gru(sequences)
-    return rearrange(outputs, "(b n) t c -> b t n c", b=batch)
 
 
 def attention_weights(queries: Tensor, keys: Tensor) -> Tensor:

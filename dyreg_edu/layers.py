@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 #: PyTorch's default LayerNorm epsilon, which the authors' module uses.
@@ -62,3 +63,14 @@ def map_norm(channels: int, scale_init: float = 1.0) -> ChannelAffineLayerNorm:
 def node_norm(channels: int, normalized_dims: int = 2) -> ChannelAffineLayerNorm:
     """LayerNorm over a frame's ``N x C`` nodes (or ``N x N x C`` messages), per-channel affine."""
     return ChannelAffineLayerNorm(channels, normalized_dims=normalized_dims, channel_dim=-1)
+
+
+def run_over_time(gru: nn.GRU, nodes: Tensor) -> Tensor:
+    """Run ``gru`` over the ``T`` frames of every node's sequence, from a zero state.
+
+    Shapes: ``[B, T, N, C] -> [B, T, N, C]``.
+    """
+    batch = nodes.shape[0]
+    sequences = rearrange(nodes, "b t n c -> (b n) t c")
+    outputs, _ = gru(sequences)
+    return rearrange(outputs, "(b n) t c -> b t n c", b=batch)

@@ -25,7 +25,7 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from .layers import map_norm, node_norm
+from .layers import map_norm, node_norm, run_over_time
 
 #: Channel widths of f in the authors' code: M_t has 16 channels, the middle 32.
 F_WIDTH = 32
@@ -410,23 +410,36 @@ class RegionGenerator(nn.Module):
         raise ValueError(f"anchors must be 'center' or 'grid', got {kind!r}")
 
     def node_latents(self, x: Tensor) -> Tensor:
-        r""":math:`\hat m_{i,t} = g_i(f(X_t))` (Eq. 1-2). Shapes: ``[n, C, H, W] -> [n, N, D]``."""
-        return self.g(x) if self.f is None else self.g(self.f(x))
+        r"""Eq. 1-2: :math:`\hat m_{i,t} = g_i(f(X_t))`, every frame on its own.
+
+        Shapes: ``[B, T, C, H, W] -> [B, T, N, D]`` (Lite: ``g_i`` reads ``X_t`` itself).
+        """
+        frames = rearrange(x, "b t c h w -> (b t) c h w")
+        m_hat = self.g(frames) if self.f is None else self.g(self.f(frames))
+        return rearrange(m_hat, "(b t) n d -> b t n d", b=x.shape[0])
+
+    def region_latents(self, m_hat: Tensor) -> Tensor:
+        r"""Eq. 3: :math:`z_{i,t} = \mathrm{GRU}(\mathrm{LN}(\hat m_{i,1..t}))`, then LN.
+
+        The GRU runs over each node's frames from a zero state. ``no_gru``: ``z = LN(m_hat)``;
+        ``constant_time``: the last state :math:`z_{i,T}` for every frame. Both LayerNorms
+        normalise a frame's ``N x D`` latents jointly (the authors'). Shapes: ``[B, T, N, D]``.
+        """
+        m = self.latent_norm(m_hat)
+        if self.gru is None:
+            z = m
+        else:
+            z = run_over_time(self.gru, m)
+            if self.variant == "constant_time":
+                z = repeat(z[:, -1], "b n d -> b t n d", t=z.shape[1])
+        return self.output_norm(z)
 
     def latents(self, x: Tensor) -> Tensor:
-        r"""The latents :math:`z_{i,t}` (Eq. 3). Shapes: ``[B, T, C, H, W] -> [B, T, N, D]``."""
-        batch, frames = x.shape[:2]
+        r"""The latents :math:`z_{i,t}` of Eq. 4, ``[B, T, C, H, W] -> [B, T, N, D]``: Eq. 1-3,
+        or, for ``static``, the learned :math:`z_i`, the same for every video and frame."""
         if self.variant == "static":
-            return repeat(self.static_latents, "n d -> b t n d", b=batch, t=frames)
-        m = self.node_latents(rearrange(x, "b t c h w -> (b t) c h w"))
-        m = rearrange(self.latent_norm(m), "(b t) n d -> b t n d", b=batch)
-        if self.gru is not None:
-            z = rearrange(m, "b t n d -> (b n) t d")
-            z, _ = self.gru(z)
-            if self.variant == "constant_time":
-                z = repeat(z[:, -1], "bn d -> bn t d", t=frames)
-            m = rearrange(z, "(b n) t d -> b t n d", b=batch)
-        return self.output_norm(m)
+            return repeat(self.static_latents, "n d -> b t n d", b=x.shape[0], t=x.shape[1])
+        return self.region_latents(self.node_latents(x))
 
     def offsets(self, z: Tensor) -> Tensor:
         r"""Eq. 4 and 11: :math:`\tilde o = (W_o z) \odot \gamma`, ``[..., N, D] -> [..., N, 4]``."""
