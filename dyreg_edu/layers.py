@@ -74,3 +74,8 @@ def run_over_time(gru: nn.GRU, nodes: Tensor) -> Tensor:
     sequences = rearrange(nodes, "b t n c -> (b n) t c")
     outputs, _ = gru(sequences)
     return rearrange(outputs, "(b n) t c -> b t n c", b=batch)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """The number of parameters of ``module`` (the paper's "Params" columns), shared ones once."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

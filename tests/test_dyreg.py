@@ -5,6 +5,7 @@ import torch
 
 from dyreg_edu.dyreg import VARIANTS, DyRegBlock
 from dyreg_edu.graph import SpatioTemporalGraph
+from dyreg_edu.layers import count_parameters
 from dyreg_edu.regions import FunctionF, function_f_strides, initial_size
 
 
@@ -126,7 +127,7 @@ def test_attention_rows_sum_to_one():
 
 
 def test_parameter_counts_of_the_synthetic_setting():
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = count_parameters
     assert count(synthetic_block()) == 290_088
     assert count(synthetic_block(variant="lite")) == 42_033 - 64  # the authors' unused LayerNorm
     fixed = count(synthetic_block(variant="fixed"))

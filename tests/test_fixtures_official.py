@@ -11,6 +11,7 @@ import torch
 from dyreg_edu.dyreg import DyRegBlock
 from dyreg_edu.notebook import bundled_fixture, fixtures_dir
 from dyreg_edu.official import convert_state_dict
+from dyreg_edu.layers import count_parameters
 
 FIXTURES = [
     "synthetic_block_small", "synthetic_block", "synthetic_block_lite", "tsm_layer3_block", "tsm_layer4_block",
@@ -86,7 +87,7 @@ def test_every_learned_parameter_is_loaded():
     converted = convert_state_dict(fixture["state_dict"])
     block = DyRegBlock.from_official(fixture["state_dict"], fixture["config"])
     assert set(converted) == set(block.state_dict())
-    assert sum(p.numel() for p in block.parameters()) == 290_088
+    assert count_parameters(block) == 290_088
 
 
 def test_lite_counts_all_but_the_unused_norm():
@@ -94,7 +95,7 @@ def test_lite_counts_all_but_the_unused_norm():
     block = DyRegBlock.from_official(fixture["state_dict"], fixture["config"])
     unused = sum(v.numel() for k, v in fixture["state_dict"].items() if "offset_location_emb" in k)
     assert unused == 64
-    assert sum(p.numel() for p in block.parameters()) + unused == 42_033
+    assert count_parameters(block) + unused == 42_033
 
 
 def test_converter_rejects_unknown_names():

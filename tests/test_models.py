@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from dyreg_edu.layers import count_parameters
 from dyreg_edu.models import collect_aux, count_macs, syncmnist_model, temporal_shift, tsm_resnet
 
 
-def count(model):
-    return sum(p.numel() for p in model.parameters())
+count = count_parameters
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import torch
 
 from dyreg_edu import ablations, train
 from dyreg_edu.train import MODEL_VARIANTS, config, digit_targets, load_trained
+from dyreg_edu.layers import count_parameters
 
 
 def tiny(variant="dyreg", **overrides):
@@ -182,7 +183,7 @@ def test_paper_scale_is_the_papers_model_and_data():
     cfg = config("dyreg", "paper")
     assert (cfg.size, cfg.num_digits, cfg.num_frames, cfg.train_videos, cfg.val_videos) == (128, 5, 10, 600_000, 10_000)
     model = train.build_model(cfg)
-    assert sum(p.numel() for p in model.parameters()) == 3_080_992  # Table 6
+    assert count_parameters(model) == 3_080_992  # Table 6
     assert model.dropout.p == 0.5 and model.dropout_on == "map" and model.classifier.weight.std() < 0.002
     paper = config("dyreg", "paper", recipe="paper")
     assert (paper.optimizer, paper.lr, paper.momentum) == ("sgd", 1e-3, 0.9)
