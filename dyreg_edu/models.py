@@ -377,6 +377,50 @@ def _is_layer_bias(module: nn.Module, name: str) -> bool:
     return isinstance(module, layers) and name.startswith("bias")
 
 
+# --------------------------------------------------------------------------- Table 12
+
+#: Paper Table 12 (16 frames at 224): ``(graph_stages, regions) -> (GFLOPs, M params)`` as printed.
+TABLE_12 = {
+    "TSM-R50": ((), "dyreg", 65.8, 23.9),
+    "+Fixed r4": (("res4",), "fixed", 66.3, 24.9),
+    "+DyReg r4": (("res4",), "dyreg", 66.4, 25.7),
+    "+Fixed r3-4-5": (("res3", "res4", "res5"), "fixed", 67.2, 26.1),
+    "+DyReg r3-4-5": (("res3", "res4", "res5"), "dyreg", 67.4, 28.7),
+}
+
+
+def table12_rows(num_frames: int = 16, size: int = 224) -> list[dict]:
+    """Our parameters and multiply-accumulates (counted on the ``meta`` device, nothing computed)
+    next to paper Table 12, one dict per row: ``model``, ``params_M``, ``paper_params_M``,
+    ``gmacs``, ``paper_gflops`` and the relative differences in percent."""
+    video = torch.empty(1, num_frames, 3, size, size, device="meta")
+    rows = []
+    for name, (stages, regions, gflops, params) in TABLE_12.items():
+        model = tsm_resnet(graph_stages=stages, regions=regions, num_frames=num_frames).to("meta")
+        ours_params = sum(p.numel() for p in model.parameters()) / 1e6
+        ours_macs = count_macs(model, video) / 1e9
+        rows.append({"model": name, "params_M": round(ours_params, 3), "paper_params_M": params,
+                     "params_diff_pct": round(100 * (ours_params / params - 1), 2), "gmacs": round(ours_macs, 2),
+                     "paper_gflops": gflops, "macs_diff_pct": round(100 * (ours_macs / gflops - 1), 2)})
+    return rows
+
+
+def fixed_parts(model: nn.Module) -> dict[str, int]:
+    """Parameters of the graph blocks of ``model`` by part: ``graph`` (RSTG), ``position``
+    (kernel -> node embedding), ``projections`` (res5's ``C_in -> C -> C_in`` 1x1 convs and their
+    LayerNorm), ``residual`` (the zero-initialised LayerNorm), ``regions`` (the region generator).
+    Used to explain the +Fixed r3-4-5 row of Table 12."""
+    parts = {"graph": 0, "position": 0, "projections": 0, "residual": 0, "regions": 0}
+    prefixes = {"graph.": "graph", "position_embedding.": "position", "project_": "projections",
+                "residual_norm.": "residual", "region_generator.": "regions"}
+    for module in model.modules():
+        if isinstance(module, DyRegBlock):
+            for name, param in module.named_parameters():
+                part = next(v for k, v in prefixes.items() if name.startswith(k))
+                parts[part] += param.numel()
+    return parts
+
+
 # --------------------------------------------------------------------------- measuring
 
 

@@ -162,3 +162,27 @@ def test_param_groups_follow_the_authors():
     plain = {g["name"]: g for g in param_groups(model, 0.01, 5e-4, fc_lr5=False, multipliers=False)}
     assert "classifier_weight" not in plain and all(g["lr"] == 0.01 and g["weight_decay"] == 5e-4 for g in plain.values())
     torch.optim.SGD(param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9)  # accepted as is
+
+
+def test_table_12_rows_within_tolerance():
+    """Parameters within 0.5% and MACs within 1.5% of Table 12; +Fixed r3-4-5's parameters are
+    explained: the paper's 26.1M is the backbone plus the graphs alone (see fixed_parts)."""
+    from dyreg_edu.models import table12_rows
+
+    rows = {row["model"]: row for row in table12_rows()}
+    for name, row in rows.items():
+        assert abs(row["macs_diff_pct"]) < 1.5, row
+        if name != "+Fixed r3-4-5":
+            assert abs(row["params_diff_pct"]) < 0.5, row
+    assert rows["+Fixed r3-4-5"]["params_M"] == pytest.approx(26.519, abs=0.001)
+
+
+def test_paper_fixed_rows_count_the_graphs_alone():
+    from dyreg_edu.models import fixed_parts
+
+    base = sum(p.numel() for p in tsm_resnet().parameters())
+    for stages, paper in ((("res4",), 24.9), (("res3", "res4", "res5"), 26.1)):
+        parts = fixed_parts(tsm_resnet(graph_stages=stages, regions="fixed"))
+        graphs_alone = (base + parts["graph"] + parts["residual"]) / 1e6
+        assert graphs_alone == pytest.approx(paper, rel=0.005)  # 24.854M and 26.092M
+        assert round(graphs_alone, 1) == paper
