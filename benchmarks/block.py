@@ -2,8 +2,10 @@
 
 Sizes: the MultiSyncMNIST block (B=32, T=10, C=128, 16x16, node dim 32, D=32) and the
 TSM res4 block (B=2, T=16, C=256, 14x14, D=128). Runs on the CPU and, when present,
-on CUDA. It prints its figures (and writes them as JSON with ``--out``); it is a
-benchmark, not a test.
+on CUDA. Each row also splits the block's forward pass into its stages (region
+generator, graph, the 1x1 projections and norms, and the rest: kernels, pooling,
+positional embedding and re-mapping), so a regression shows where it is. It prints its
+figures (and writes them as JSON with ``--out``); it is a benchmark, not a test.
 
     python benchmarks/block.py [--repeats 5] [--device cpu cuda] [--out results/benchmarks/block.json]
 """
@@ -63,6 +65,52 @@ def time_forward_backward(module: nn.Module, x: torch.Tensor, repeats: int) -> f
     return sorted(times)[len(times) // 2]
 
 
+#: The block's stages that are modules, timed by forward hooks; the rest is what is left.
+STAGES = {
+    "region generator (Eq. 1-4, 11-14)": ("region_generator", "semantic"),
+    "graph (Eq. 8-9)": ("graph",),
+    "projections and norms": ("project_in", "project_norm", "project_out", "residual_norm"),
+}
+
+
+def stage_times(block: DyRegBlock, x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median forward milliseconds of each stage in :data:`STAGES`, and of the rest."""
+    spent: dict[str, float] = {}
+    handles = []
+    for stage, names in STAGES.items():
+        for name in names:
+            module = getattr(block, name, None)
+            if module is None:
+                continue
+
+            def before(_module, _inputs, stage=stage):
+                synchronise(x.device)
+                spent[stage + " start"] = time.perf_counter()
+
+            def after(_module, _inputs, _output, stage=stage):
+                synchronise(x.device)
+                spent[stage] = spent.get(stage, 0.0) + time.perf_counter() - spent.pop(stage + " start")
+
+            handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    samples = []
+    try:
+        with torch.no_grad():
+            for i in range(repeats + 1):
+                spent.clear()
+                synchronise(x.device)
+                start = time.perf_counter()
+                block(x)
+                synchronise(x.device)
+                total = time.perf_counter() - start
+                if i:
+                    rest = total - sum(spent.values())
+                    samples.append({**spent, "kernels, pooling, positions, re-mapping": rest, "total forward": total})
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {key: round(1e3 * sorted(s[key] for s in samples)[len(samples) // 2], 2) for key in samples[0]}
+
+
 def measure(name: str, setting: dict, device: torch.device, repeats: int) -> dict:
     torch.manual_seed(0)
     size = setting["size"]
@@ -72,6 +120,7 @@ def measure(name: str, setting: dict, device: torch.device, repeats: int) -> dic
         block.residual_norm.scale.fill_(1.0)
         block.region_generator.gamma.fill_(0.3)
     conv = Conv3x3(setting["channels"]).to(device)
+    stages = stage_times(block, x.detach(), repeats)
     block_s = time_forward_backward(block, x, repeats)
     conv_s = time_forward_backward(conv, x, repeats)
     return {
@@ -80,6 +129,7 @@ def measure(name: str, setting: dict, device: torch.device, repeats: int) -> dic
         "dyreg_ms": round(block_s * 1e3, 2),
         "conv3x3_ms": round(conv_s * 1e3, 2),
         "ratio": round(block_s / conv_s, 2),
+        "forward_stages_ms": stages,
     }
 
 
@@ -99,6 +149,8 @@ def main(argv=None) -> None:
             row = measure(name, setting, torch.device(device_name), args.repeats)
             rows.append(row)
             print(f"{row['device']:5s} {name:38s} DyReg {row['dyreg_ms']:9.2f} ms   3x3 conv {row['conv3x3_ms']:8.2f} ms   ratio {row['ratio']:6.2f}")
+            for stage, ms in row["forward_stages_ms"].items():
+                print(f"        forward: {stage:42s} {ms:9.2f} ms")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         record = {
