@@ -123,7 +123,8 @@ def plot_kernels(
     n = len(kernels)
     ncols = ncols or min(n, 5)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    width = size * ncols * (1.25 if colorbar and not shared_scale else 1.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, size * nrows), squeeze=False)
     vmax = float(kernels.max())
     colors = node_colors(n)
     images = []
@@ -139,12 +140,11 @@ def plot_kernels(
             ax.set_xlim(-0.5, kernels.shape[-1] - 0.5)
             ax.set_ylim(kernels.shape[-2] - 0.5, -0.5)
         ax.set_title(titles[i] if titles is not None else f"node {i}", fontsize=9)
+        if colorbar and not shared_scale:
+            fig.colorbar(images[-1], ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     fig.tight_layout()
     if colorbar and shared_scale:
         fig.colorbar(images[0], ax=list(axes.flat), fraction=0.02, pad=0.01, label="kernel weight")
-    elif colorbar:
-        for ax, image in zip(axes.flat, images):
-            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     return fig
 
 
@@ -507,7 +507,6 @@ def plot_alpha_point(
     ax_size.set_yscale("log")
     ax_size.set_xlabel(r"size offset $\tilde w$, $\tilde h$")
     ax_size.set_ylabel("half-extent (pixels, log scale)")
-    ax_size.set_title("exp (Eq. 12)", fontsize=9)
     ax_size.legend(fontsize=7, loc="upper left")
     kernel = region_kernels(region[None], length, length)[0]
     empty = float(kernel.max()) == 0.0  # a paper-form size below 1 can fall between pixels
@@ -522,8 +521,9 @@ def plot_alpha_point(
     if empty:
         ax_map.set_xlabel("no pixel inside c ± s: the kernel is zero", fontsize=8)
     ax_map.set_title(f"{form}: c=({cx:.2f}, {cy:.2f}), s=({sx:.2f}, {sy:.2f})", fontsize=9)
-    fig.suptitle(rf"$\gamma$ = {float(gamma):g}, $W_o z$ = ({', '.join(f'{v:g}' for v in raw)}): "
-                 rf"offsets $\tilde o$ = ({', '.join(f'{v:.2f}' for v in offsets.tolist())})", fontsize=10)
+    ax_size.set_title(rf"exp (Eq. 12); $\gamma$ = {float(gamma):g}, $W_o z$ = ({', '.join(f'{v:g}' for v in raw)})"
+                      "\n" rf"offsets $\tilde o = \gamma W_o z$ = ({', '.join(f'{v:.2f}' for v in offsets.tolist())})",
+                      fontsize=9)
     fig.tight_layout()
     return fig
 
