@@ -41,3 +41,11 @@ def test_pack_splits_and_reassembles(tmp_path, monkeypatch):
     data = b"".join(p.read_bytes() for p in pieces)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert sorted(tar.getnames()) == ["results/a.json", "states/b.pt"]
+
+
+def test_first_minute_holds_the_tsm_overhead_cuda_rows():
+    """The CUDA rows of benchmarks/tsm_overhead.py are queued with the other benchmarks."""
+    commands = {command[0]: command for command in gpu_queue.BENCHMARKS}
+    command = commands["benchmarks/tsm_overhead.py"]
+    assert command[command.index("--device") + 1] == "cuda"
+    assert command[command.index("--out") + 1] == "results/benchmarks/tsm_overhead_cuda.json"

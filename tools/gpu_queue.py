@@ -6,7 +6,7 @@ GPU time comes in short windows (about 15 minutes, now and then), so the queue
 picks up where the last window stopped and stops itself in time to save:
 
 1. Its first minute records the CUDA rows of the benchmarks
-   (``results/benchmarks/{block,multisync,train_throughput}_cuda.json``).
+   (``results/benchmarks/{block,multisync,train_throughput,tsm_overhead}_cuda.json``).
 2. The rest goes to the paper-scale MultiSyncMNIST runs in the order of their value
    (:data:`dyreg_edu.ablations.PRIORITY`: ``dyreg``, ``fixed``, ``resnet18``, ``pos_only``,
    then the others). Each resumes from its committed state in ``states/multisync/<name>/``
@@ -44,6 +44,7 @@ BENCHMARKS = [
     ["benchmarks/train_throughput.py", "--scale", "paper", "--device", "cuda", "--out", "results/benchmarks/train_throughput_cuda.json"],
     ["benchmarks/multisync.py", "--device", "cuda", "--videos", "200", "--repeats", "1", "--out", "results/benchmarks/multisync_cuda.json"],
     ["benchmarks/block.py", "--device", "cuda", "--out", "results/benchmarks/block_cuda.json"],
+    ["benchmarks/tsm_overhead.py", "--device", "cuda", "--repeats", "5", "--out", "results/benchmarks/tsm_overhead_cuda.json"],
 ]
 PIECE = 15 * 2**20
 
