@@ -186,3 +186,29 @@ def test_paper_fixed_rows_count_the_graphs_alone():
         graphs_alone = (base + parts["graph"] + parts["residual"]) / 1e6
         assert graphs_alone == pytest.approx(paper, rel=0.005)  # 24.854M and 26.092M
         assert round(graphs_alone, 1) == paper
+
+
+def test_evaluate_tsm_on_a_folder_of_frames(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from dyreg_edu import evaluate_tsm
+
+    assert evaluate_tsm.segment_centres(32, 16) == list(range(1, 32, 2))
+    assert evaluate_tsm.segment_centres(3, 4) == [0, 0, 1, 2]
+    frames = tmp_path / "video"
+    frames.mkdir()
+    for i in range(5):
+        Image.new("RGB", (320, 240), (40 * i, 100, 200)).save(frames / f"{i + 1:06d}.jpg")
+    assert evaluate_tsm.load_clip(frames, FRAMES, 224).shape == (1, FRAMES, 3, 224, 224)
+    model = tsm_resnet(graph_stages=("res4",), num_frames=FRAMES, num_classes=6)
+    path = tmp_path / "model.pth.tar"
+    torch.save(checkpoint(tsm_to_official(model)), path)
+    (tmp_path / "category.txt").write_text("\n".join(f"class {i}" for i in range(6)))
+    args = ["--checkpoint", str(path), "--frames", str(frames), "--num-frames", str(FRAMES), "--top", "3"]
+    assert evaluate_tsm.main(args + ["--labels", str(tmp_path / "category.txt"), "--full-res"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["crop"] == 256 and len(result["top"]) == 3 and result["top"][0]["label"].startswith("class ")
+    with pytest.raises(SystemExit):
+        evaluate_tsm.main(["--checkpoint", str(path), "--data", str(tmp_path)])
