@@ -111,3 +111,134 @@ def test_block_diagram_has_every_step():
     for name, shape in pg.BLOCK_STEPS:
         assert name in texts and shape in texts
     assert "identity (residual)" in texts and "same kernels K" in texts
+
+
+def _attention_stack(steps, n, seed=0):
+    return torch.stack([_attention(n, seed + s) * (s + 1) for s in range(steps)]).softmax(-1)
+
+
+def test_plot_attention_step_heat_map_and_arrows():
+    a = _attention(4)
+    centers = torch.tensor([[2.0, 2.0], [12.0, 2.0], [2.0, 12.0], [12.0, 12.0]])
+    image = torch.rand(16, 16)
+    fig = pg.plot_attention_step(a, centers, image=image, threshold=0.2, title="hello")
+    heat, arrows = fig.axes[:2]
+    np.testing.assert_allclose(heat.images[0].get_array(), a.numpy(), rtol=1e-6)
+    drawn = [p for p in arrows.patches if isinstance(p, FancyArrowPatch)]
+    assert len(drawn) == int(((a > 0.2) & ~torch.eye(4, dtype=torch.bool)).sum())
+    assert arrows.get_xlim() == pytest.approx((-0.5, 15.5))
+    assert len(fig.axes) == 4  # two colour bars: attention and the map under the arrows
+    assert fig._suptitle.get_text() == "hello"
+    with pytest.raises(ValueError):
+        pg.plot_attention_step(a, centers, axes=[heat])
+
+
+def test_plot_attention_steps_one_column_per_step_common_scale():
+    a = _attention_stack(6, 3)
+    fig = pg.plot_attention_steps(a, torch.rand(3, 2) * 10, [0, 2, 5], label="step")
+    heat = [ax for ax in fig.axes if ax.get_title().startswith("step")]
+    assert [ax.get_title().split(":")[0] for ax in heat] == ["step 0", "step 2", "step 5"]
+    assert [ax.images[0].norm.vmax for ax in heat] == pytest.approx([a[[0, 2, 5]].max().item()] * 3)
+    with pytest.raises(ValueError):
+        pg.plot_attention_steps(a[0], torch.rand(3, 2), [0])
+
+
+def test_attention_explorer_slider_redraws():
+    import ipywidgets as widgets
+
+    a = _attention_stack(5, 3)
+    explorer = pg.attention_explorer(a, torch.rand(5, 3, 2) * 10, label="step")
+    (slider,) = [w for w in explorer.children if isinstance(w, widgets.IntSlider)]
+    assert (slider.description, slider.min, slider.max) == ("step", 0, 4)
+    first = explorer.result
+    np.testing.assert_allclose(first.axes[0].images[0].get_array(), a[0].numpy(), rtol=1e-6)
+    slider.value = 3
+    second = explorer.result
+    assert second is not first
+    np.testing.assert_allclose(second.axes[0].images[0].get_array(), a[3].numpy(), rtol=1e-6)
+    assert "step 3" in second._suptitle.get_text()
+
+
+def _variant_outputs():
+    from dyreg_edu.dyreg import DyRegBlock
+
+    x = torch.randn(1, 3, 8, 12, 12, generator=torch.Generator().manual_seed(0))
+    outputs, params = {}, {}
+    for variant in ("dyreg", "fixed", "semantic"):
+        torch.manual_seed(0)
+        block = DyRegBlock(8, 12, 12, region_dim=8, variant=variant).eval()
+        with torch.no_grad():
+            outputs[variant] = block(x)[1]
+        params[variant] = sum(p.numel() for p in block.parameters())
+    return outputs, params
+
+
+def test_plot_variant_frames_and_figure():
+    from dyreg_edu.plots import variants as pv
+
+    outputs, params = _variant_outputs()
+    fig, axes = plt.subplots(1, 2)
+    image = pv.plot_variant_frames(axes, outputs["fixed"], [0, 2])
+    np.testing.assert_allclose(axes[1].images[0].get_array(), outputs["fixed"]["kernels"][0, 2].sum(0).numpy(), rtol=1e-6)
+    assert len([p for p in axes[0].patches if isinstance(p, Rectangle)]) == 9
+    assert image.norm.vmin == 0.0
+    fig = pv.plot_variant(outputs["semantic"], "semantic", [0, 1], parameters=params["semantic"])
+    assert not [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]  # no regions to draw
+    title = fig._suptitle.get_text()
+    assert f"{params['semantic']:,d} parameters" in title and pv.VARIANT_NOTES["semantic"][0] in title
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
+    with pytest.raises(ValueError):
+        pv.plot_variant_frames(axes, outputs["dyreg"], [0])
+
+
+def test_variant_notes_cover_every_variant():
+    from dyreg_edu.dyreg import VARIANTS
+    from dyreg_edu.plots import variants as pv
+
+    assert set(VARIANTS) <= set(pv.VARIANT_NOTES)
+
+
+def test_variant_explorer_dropdown_redraws():
+    import ipywidgets as widgets
+
+    from dyreg_edu.plots import variants as pv
+
+    outputs, params = _variant_outputs()
+    explorer = pv.variant_explorer(outputs, [0, 1], parameters=params)
+    (dropdown,) = [w for w in explorer.children if isinstance(w, widgets.Dropdown)]
+    assert list(dropdown.options) == ["dyreg", "fixed", "semantic"] and dropdown.value == "dyreg"
+    first = explorer.result
+    assert first._suptitle.get_text().startswith("dyreg")
+    dropdown.value = "fixed"
+    second = explorer.result
+    assert second is not first and second._suptitle.get_text().startswith("fixed")
+    np.testing.assert_allclose(second.axes[0].images[0].get_array(),
+                               outputs["fixed"]["kernels"][0, 0].sum(0).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError):
+        pv.variant_explorer({}, [0])
+
+
+def test_arrows_without_labels_and_node_legend():
+    fig, ax = plt.subplots()
+    pg.plot_attention_arrows(ax, torch.rand(4, 2) * 10, _attention(4), labels=False)
+    assert not ax.texts
+    legend = pg.node_legend(ax, 4)
+    assert [t.get_text() for t in legend.get_texts()] == ["0", "1", "2", "3"]
+    fig = pg.plot_attention_step(_attention(4), torch.rand(4, 2) * 10, labels=False)
+    assert fig.axes[1].get_legend() is not None
+
+
+def test_plot_kernel_owners_colours_each_pixel_by_its_node():
+    from dyreg_edu.kernels import grid_kernels
+    from dyreg_edu.plots import variants as pv
+    from dyreg_edu.plots.style import node_color
+
+    kernels = grid_kernels(6, 6)          # a 3 x 3 grid of 2 x 2 cells: each pixel belongs to one node
+    fig, ax = plt.subplots()
+    image = pv.plot_kernel_owners(ax, kernels, regions=torch.tensor([[0.5, 0.5, 1.0, 1.0]] * 9))
+    np.testing.assert_allclose(image[0, 0], node_color(0)[:3])
+    np.testing.assert_allclose(image[5, 5], node_color(8)[:3])
+    assert len([p for p in ax.patches if isinstance(p, Rectangle)]) == 9
+    assert ax.get_legend() is not None
+    with pytest.raises(ValueError):
+        pv.plot_kernel_owners(ax, kernels[0])

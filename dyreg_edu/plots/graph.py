@@ -18,10 +18,25 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .style import NODE_COLORS, node_color, region_rectangle
 from .style import as_numpy as _numpy
+
+
+def node_legend(ax, num_nodes: int, *, loc: str = "upper center", bbox_to_anchor=(0.5, -0.06),
+                ncol: int | None = None, title: str | None = "node"):
+    """A legend of the node colours (node ``i`` = ``node_color(i)``), below ``ax`` by default:
+    the way to name nodes when their regions crowd and labels on the map would overlap.
+
+    Returns:
+        the ``Legend``.
+    """
+    handles = [Line2D([], [], marker="o", linestyle="", color=node_color(i), label=str(i)) for i in range(num_nodes)]
+    return ax.legend(handles=handles, title=title, loc=loc, bbox_to_anchor=bbox_to_anchor,
+                     ncol=ncol or min(num_nodes, 10), fontsize=7, title_fontsize=7, frameon=False,
+                     handletextpad=0.1, columnspacing=0.8)
 
 
 def plot_attention(attention, ax=None, *, title: str | None = None, annotate: bool | None = None,
@@ -90,7 +105,7 @@ def plot_attention_iterations(attention, *, axes: Sequence | None = None, title:
 
 
 def plot_attention_arrows(ax, centers, attention, threshold: float | None = None, *,
-                          image=None, max_width: float = 6.0, self_loops: bool = True):
+                          image=None, max_width: float = 6.0, self_loops: bool = True, labels: bool = True):
     """Arrows from sender ``j`` to receiver ``i``, as thick and opaque as ``a[i, j]``.
 
     Args:
@@ -102,6 +117,8 @@ def plot_attention_arrows(ax, centers, attention, threshold: float | None = None
         image: optional ``[H, W]`` map shown under the arrows (grey).
         max_width: line width of an arrow with weight 1.
         self_loops: mark ``a[i, i]`` above the threshold with a ring around node ``i``.
+        labels: write each node's index next to it (turn off when nodes crowd, and use
+            :func:`node_legend`).
 
     Returns:
         the list of ``(i, j)`` pairs drawn as arrows (``i != j``), strongest first.
@@ -129,8 +146,9 @@ def plot_attention_arrows(ax, centers, attention, threshold: float | None = None
             ax.scatter(*c[i], s=250 * (0.3 + a[i, i]), facecolors="none", edgecolors=node_color(i),
                        linewidths=max_width * a[i, i] / 2, zorder=3)
         ax.scatter(*c[i], s=60, color=node_color(i), edgecolors="white", linewidths=1, zorder=4)
-        ax.annotate(str(i), c[i], xytext=(4, 4), textcoords="offset points", fontsize=8,
-                    color="white", weight="bold", zorder=5)
+        if labels:
+            ax.annotate(str(i), c[i], xytext=(4, 4), textcoords="offset points", fontsize=8,
+                        color="white", weight="bold", zorder=5)
     if image is None:
         ax.set_aspect("equal")
         ax.autoscale_view()
@@ -237,3 +255,104 @@ def plot_block_diagram(ax=None, steps: Sequence[tuple[str, str]] = BLOCK_STEPS):
     ax.set_ylim(ys[-1] - 0.6, ys[0] + 0.6)
     ax.axis("off")
     return ax.figure
+
+
+def plot_attention_step(attention, centers, *, image=None, title: str | None = None,
+                        threshold: float | None = None, vmax: float | None = None, axes: Sequence | None = None,
+                        labels: bool = True):
+    """One attention matrix twice: as a heat map, and as arrows between the node centres.
+
+    Args:
+        attention: ``[N, N]`` (receiver ``i``, sender ``j``; rows sum to one).
+        centers: ``[N, 2]`` node positions ``(x, y)`` in pixels.
+        image: optional ``[H, W]`` map under the arrows (grey, with its colour bar).
+        title: the figure's title.
+        threshold: arrows for ``a[i, j] > threshold`` only (default ``1 / N``).
+        vmax: top of the heat map's colour scale (default: the largest entry).
+        axes: two axes (heat map, arrows); a new ``1 x 2`` figure when ``None``.
+        labels: write the node indices next to the nodes (else a colour legend below).
+
+    Returns:
+        the figure.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), constrained_layout=True)
+    if len(axes) != 2:
+        raise ValueError(f"need 2 axes (heat map, arrows), got {len(axes)}")
+    heat, arrows = axes
+    plot_attention(attention, ax=heat, title="attention a_ij", vmax=vmax)
+    n = _numpy(attention).shape[0]
+    threshold = 1.0 / n if threshold is None else threshold
+    if image is not None:
+        grey = arrows.imshow(_numpy(image), cmap="gray")
+        arrows.figure.colorbar(grey, ax=arrows, fraction=0.046, pad=0.04)
+    drawn = plot_attention_arrows(arrows, centers, attention, threshold, image=None, labels=labels)
+    if not labels:
+        node_legend(arrows, n)
+    if image is not None:
+        h, w = _numpy(image).shape
+        arrows.set_xlim(-0.5, w - 0.5)
+        arrows.set_ylim(h - 0.5, -0.5)
+    arrows.set_title(f"arrows j → i where a_ij > {threshold:.2f} ({len(drawn)})")
+    if title:
+        heat.figure.suptitle(title)
+    return heat.figure
+
+
+def plot_attention_steps(attentions, centers, steps: Sequence[int], *, image=None, label: str = "step",
+                         threshold: float | None = None):
+    """:func:`plot_attention_step` at a few of ``S`` recorded steps, one column each, on one colour scale.
+
+    Args:
+        attentions: ``[S, N, N]``, one attention matrix per recorded step (training steps,
+            graph iterations, frames ...).
+        centers: ``[N, 2]`` node positions ``(x, y)``, or ``[S, N, 2]`` when they move.
+        steps: which of the ``S`` to show.
+        image: optional ``[H, W]`` map under the arrows.
+        label: what a step is, for the column titles.
+
+    Returns:
+        the figure (top row heat maps, bottom row arrows).
+    """
+    a = _numpy(attentions)
+    if a.ndim != 3 or a.shape[1] != a.shape[2]:
+        raise ValueError(f"attentions must be [S, N, N], got shape {a.shape}")
+    c = _numpy(centers)
+    c = np.broadcast_to(c, (a.shape[0],) + c.shape[-2:])
+    fig, axes = plt.subplots(2, len(steps), figsize=(3.6 * len(steps), 6.6), constrained_layout=True, squeeze=False)
+    vmax = float(a[list(steps)].max())
+    for col, s in enumerate(steps):
+        plot_attention_step(a[s], c[s], image=image, vmax=vmax, threshold=threshold, axes=axes[:, col])
+        axes[0, col].set_title(f"{label} {s}: attention a_ij")
+    return fig
+
+
+def attention_explorer(attentions, centers, *, image=None, label: str = "step", threshold: float | None = None):
+    """An ``ipywidgets.interactive`` with one slider over the ``S`` recorded attention
+    matrices, redrawing :func:`plot_attention_step` (heat map and arrows) at each.
+
+    Args:
+        attentions: ``[S, N, N]``; centers: ``[N, 2]`` or ``[S, N, 2]``; image: optional ``[H, W]``.
+        label: the slider's name (``"step"``, ``"iteration"`` ...).
+
+    Returns:
+        the widget; ``display`` it. ``widget.result`` holds the last drawn figure.
+    """
+    import ipywidgets as widgets
+
+    a = _numpy(attentions)
+    if a.ndim != 3 or a.shape[1] != a.shape[2]:
+        raise ValueError(f"attentions must be [S, N, N], got shape {a.shape}")
+    c = np.broadcast_to(_numpy(centers), (a.shape[0],) + _numpy(centers).shape[-2:])
+    vmax = float(a.max())
+
+    def draw(**kwargs):
+        s = kwargs[label]
+        fig = plot_attention_step(a[s], c[s], image=image, vmax=vmax, threshold=threshold,
+                                  title=f"{label} {s} of {a.shape[0] - 1}")
+        plt.close(fig)  # interactive displays the returned figure once
+        return fig
+
+    slider = widgets.IntSlider(value=0, min=0, max=a.shape[0] - 1, step=1, description=label,
+                               continuous_update=False)
+    return widgets.interactive(draw, **{label: slider})
