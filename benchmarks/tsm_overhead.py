@@ -1,8 +1,8 @@
 """What DyReg costs in a real backbone: TSM-ResNet-50 vs +DyReg r4 vs +DyReg r3-4-5.
 
 Videos per second of the forward pass (eval, no gradients) and of forward + backward
-(training), the three models timed in turn within each repeat (so that a busy machine
-slows all of them alike), next to paper Table 12's runtime: 35.7 / 34.8 / 32.7 videos/s
+(training), the three models timed in turn within each repeat, in a rotating order (so that a
+busy machine slows all of them alike), next to paper Table 12's runtime: 35.7 / 34.8 / 32.7 videos/s
 on a GTX 1080 Ti (batch 16, 16 x 224 x 224), i.e. DyReg r4 costs 2.5% and r3-4-5 8.4%.
 Our overhead is ``1 - (videos/s with DyReg) / (videos/s of TSM)``, the same measure.
 
@@ -82,9 +82,10 @@ def measure(device: torch.device, batch: int, frames: int, size: int, dtype: str
         times = {name: [] for name in models}
         for name, model in models.items():  # warm-up
             one_pass(model, video, mode, autocast)
-        for _ in range(repeats):
-            for name, model in models.items():
-                times[name].append(one_pass(model, video, mode, autocast))
+        names = list(models)
+        for repeat in range(repeats):  # rotate the order, so that no model always runs first
+            for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+                times[name].append(one_pass(models[name], video, mode, autocast))
         medians = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
         base = batch / medians["TSM-R50"]
         for name, seconds in medians.items():
