@@ -527,7 +527,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     if cfg.backbone == "digits":
         backbone_report = load_digit_backbone(cfg, model, progress=progress)
     head_report = None
-    if cfg.head_init == "resnet18" and cfg.variant != "resnet18":
+    if cfg.head_init == "resnet18":  # a graph variant, or the plain model trained on (a control)
         head_report = load_resnet_head(cfg, model)
     if cfg.freeze_backbone:
         freeze(model)
