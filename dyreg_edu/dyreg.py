@@ -15,8 +15,13 @@ created, so it can be dropped into a pre-trained backbone without changing it.
 
 Variants (``variant=``): ``dyreg`` (the paper's model), ``pos_only``, ``constant_time``,
 ``static`` and ``fixed`` (Table 5), ``semantic`` and ``lite`` (Table 6), ``no_gru``
-(Table 9). Every place where the authors' code differs from the paper is a keyword
-switch, defaulting to the code:
+(Table 9); what each has is a row of :data:`dyreg_edu.variants.PROPERTIES`. The kernels
+come from one *kernel source* chosen at construction: the region generator
+(:mod:`dyreg_edu.regions`), or a baseline's fixed grid or semantic maps
+(:mod:`dyreg_edu.baselines`). Every place where the authors' code differs from the paper
+is a switch, defaulting to the code; ``switches=`` takes all six at once
+(:data:`~dyreg_edu.variants.AUTHORS_CODE`, :data:`~dyreg_edu.variants.PAPER`), and a
+keyword overrides one:
 
 ======================= ========================= ==================================
 switch                  default = authors' code   paper wording
@@ -41,61 +46,22 @@ and the positional embedding reads each kernel average-pooled to ``iH x iW``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-from einops import rearrange, repeat
+import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
-import torch.nn.functional as F
-
+from .baselines import FixedGridKernels, SemanticKernels
 from .graph import SpatioTemporalGraph
-from .kernels import AUTHORS_KERNEL_EPS, grid_kernels, pool_nodes, region_kernels, remap_nodes
+from .kernels import AUTHORS_KERNEL_EPS, pool_nodes, region_kernels, remap_nodes
 from .layers import map_norm
-from .regions import (
-    F_WIDTH, GENERATED_VARIANTS, SIZE_CELLS, RegionGenerator, _conv_out, center_anchors, grid_anchors, node_grid,
-    regions_from_offsets,
-)
+from .regions import SIZE_CELLS, RegionGenerator, center_anchors, grid_anchors, node_grid, regions_from_offsets
+from .variants import AUTHORS_CODE, GENERATED_VARIANTS, VARIANTS, Switches, properties
 
-VARIANTS = ("dyreg", "pos_only", "constant_time", "static", "fixed", "semantic", "lite", "no_gru")
-
-
-class SemanticKernels(nn.Module):
-    r"""Kernels of the *Semantic* baseline (Table 6): predicted global pooling weights.
-
-    A version of f that keeps the map size (two transposed convs back up, with skips),
-    then a 1x1 conv to ``N`` maps, each made a distribution over the ``H x W`` positions
-    by a softmax. (The authors' pre-release code used the raw maps; "global average
-    pooling with predicted weights" implies weights that sum to one, so we normalise.)
-
-    Shapes: ``[n, C, H, W] -> [n, N, H, W]``, each map summing to one.
-    """
-
-    def __init__(self, channels: int, height: int, width: int, num_nodes: int):
-        super().__init__()
-        if height != width:
-            raise ValueError(f"the semantic kernels follow the authors' square maps; got {height} x {width}")
-        stride = 2 if height > 10 else 1
-        small = _conv_out(height, stride, 1)
-        self.project = nn.Conv2d(channels, F_WIDTH, 1)
-        self.down1 = nn.Conv2d(F_WIDTH, F_WIDTH, 3, stride=stride, padding=1)
-        self.down2 = nn.Conv2d(F_WIDTH, 16, 3, padding=1)
-        self.up1 = nn.ConvTranspose2d(16, F_WIDTH, 3, padding=1)
-        up_size = (small - 1) * stride - 2 + 3
-        self.up2 = nn.ConvTranspose2d(F_WIDTH, F_WIDTH, 3, stride=stride, padding=1, output_padding=height - up_size)
-        self.norms = nn.ModuleList([map_norm(F_WIDTH), map_norm(F_WIDTH), map_norm(16), map_norm(F_WIDTH), map_norm(F_WIDTH)])
-        self.to_maps = nn.Conv2d(F_WIDTH, num_nodes, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        a0 = self.norms[0](self.project(x).relu())
-        a1 = self.norms[1](self.down1(a0).relu())
-        a2 = self.norms[2](self.down2(a1).relu())
-        u1 = self.norms[3](self.up1(a2).relu()) + a1
-        u2 = self.norms[4](self.up2(u1).relu()) + a0
-        logits = self.to_maps(u2)
-        weights = rearrange(logits, "b n h w -> b n (h w)").softmax(-1)
-        return rearrange(weights, "b n (h w) -> b n h w", h=logits.shape[-2])
+__all__ = ["DyRegBlock", "VARIANTS", "GENERATED_VARIANTS", "SemanticKernels"]
 
 
 class DyRegBlock(nn.Module):
@@ -123,8 +89,10 @@ class DyRegBlock(nn.Module):
             ``H/3`` wide for a 3 x 3 grid. ``"tent"``: tents of the fixed-size variants' size
             (``fixed_size``, default ``H/6 + 1``) at the ``"grid"`` anchors, so that Fixed ->
             Static changes only whether positions are learned.
+        switches: the six code-versus-paper switches at once (default
+            :data:`~dyreg_edu.variants.AUTHORS_CODE`; :data:`~dyreg_edu.variants.PAPER`).
         size_plus_one, normalize_kernels, clamp_centers, position_grad, messages,
-        temporal_first: the code-versus-paper switches (module docstring).
+        temporal_first: one switch each (module docstring); ``None`` takes it from ``switches``.
         kernel_eps: added to a kernel's sum before normalising (the authors' 1e-37).
         residual_scale_init: the initial scale of the residual LayerNorm. ``0.0`` (the authors',
             the default) makes the block the identity at initialisation; a positive value lets the
@@ -155,23 +123,26 @@ class DyRegBlock(nn.Module):
         fixed_size: float | None = None,
         learn_size: bool | None = None,
         fixed_pooling: str = "area",
-        size_plus_one: bool = True,
-        normalize_kernels: bool = True,
-        clamp_centers: bool = True,
-        position_grad: bool = True,
-        messages: str = "sum",
-        temporal_first: bool = True,
+        switches: Switches = AUTHORS_CODE,
+        size_plus_one: bool | None = None,
+        normalize_kernels: bool | None = None,
+        clamp_centers: bool | None = None,
+        position_grad: bool | None = None,
+        messages: str | None = None,
+        temporal_first: bool | None = None,
         kernel_eps: float = AUTHORS_KERNEL_EPS,
         residual_scale_init: float = 0.0,
         train_height: int | None = None,
         train_width: int | None = None,
     ):
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        self.properties = properties(variant)
         for name, value in (("in_channels", in_channels), ("height", height), ("width", width), ("num_nodes", num_nodes)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        given = dict(size_plus_one=size_plus_one, normalize_kernels=normalize_kernels, clamp_centers=clamp_centers,
+                     position_grad=position_grad, messages=messages, temporal_first=temporal_first)
+        self.switches = dataclasses.replace(switches, **{k: v for k, v in given.items() if v is not None})
         self.variant = variant
         self.in_channels, self.height, self.width = in_channels, height, width
         self.train_height, self.train_width = train_height or height, train_width or width
@@ -185,8 +156,8 @@ class DyRegBlock(nn.Module):
         self.node_dim = node_dim or in_channels
         self.num_nodes = num_nodes
         self.grid = grid or node_grid(num_nodes)
-        self.normalize_kernels = normalize_kernels
-        self.position_grad = position_grad
+        self.normalize_kernels = self.switches.normalize_kernels
+        self.position_grad = self.switches.position_grad
         self.kernel_eps = kernel_eps
         if self.node_dim != in_channels:
             self.project_in = nn.Conv2d(in_channels, self.node_dim, 1)
@@ -194,62 +165,50 @@ class DyRegBlock(nn.Module):
             self.project_out = nn.Conv2d(self.node_dim, in_channels, 1)
         else:
             self.project_in = self.project_norm = self.project_out = None
-        self.region_generator = None
-        self.semantic = None
-        if variant in GENERATED_VARIANTS:
-            self.region_generator = RegionGenerator(
-                self.node_dim, self.train_height, self.train_width, num_nodes=num_nodes, region_dim=region_dim, variant=variant,
-                grid=self.grid, anchors=anchors, size_plus_one=size_plus_one, clamp_centers=clamp_centers,
-                fixed_size=fixed_size, learn_size=learn_size,
-            )
-            if self.full_res:  # regions live on the full map: anchors and default sizes from H, W
-                self.full_fixed_size = (None if self.region_generator.fixed_size is None
-                                        else fixed_size or height / (2 * SIZE_CELLS) + 1)
-                full_anchors = (center_anchors(num_nodes, height, width) if anchors == "center"
-                                else grid_anchors(self.grid, height, width))
-                self.register_buffer("full_anchors", full_anchors, persistent=False)
-        elif learn_size is not None:
-            raise ValueError(f"learn_size applies to generated regions, not to variant {variant!r}")
-        elif fixed_size is not None and not (variant == "fixed" and fixed_pooling == "tent"):
-            raise ValueError(f"fixed_size applies to generated regions of fixed size or to fixed_pooling='tent', "
-                             f"not to variant {variant!r}")
-        elif variant == "semantic":
-            self.semantic = SemanticKernels(self.node_dim, height, width, num_nodes)
-        else:  # fixed
-            regions = self._fixed_regions(fixed_pooling, fixed_size)
-            kernels = (grid_kernels(height, width, self.grid) if fixed_pooling == "area"
-                       else region_kernels(regions, height, width, normalize_kernels, kernel_eps))
-            self.register_buffer("fixed_kernels", kernels, persistent=False)
-            self.register_buffer("fixed_regions", regions, persistent=False)
+        self._add_kernel_source(region_dim, anchors, fixed_size, learn_size, fixed_pooling)
         self.position_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
-        self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, messages, temporal_first)
+        self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, self.switches.messages,
+                                         self.switches.temporal_first)
         self.residual_norm = map_norm(in_channels, scale_init=residual_scale_init)
 
-    def _fixed_regions(self, kind: str, fixed_size: float | None) -> Tensor:
-        """The Fixed baseline's regions ``(cx, cy, sx, sy)``, ``[N, 4]``: its area cells, or tents."""
-        if kind == "area":
-            return self._grid_cells()
-        if kind != "tent":
-            raise ValueError(f"fixed_pooling must be 'area' or 'tent', got {kind!r}")
-        size = fixed_size if fixed_size is not None else self.height / (2 * SIZE_CELLS) + 1
-        centers = grid_anchors(self.grid, self.height, self.width)
-        return torch.cat([centers, torch.full_like(centers, float(size))], dim=-1)
+    #: The attribute that holds each kind of kernel source (and so its state-dict prefix).
+    KERNEL_SOURCES = {"regions": "region_generator", "grid": "fixed_grid", "maps": "semantic"}
 
-    def _grid_cells(self) -> Tensor:
-        """The Fixed baseline's area cells as regions ``(cx, cy, sx, sy)``, ``[N, 4]``.
+    def _add_kernel_source(self, region_dim, anchors, fixed_size, learn_size, fixed_pooling) -> None:
+        """Build the one kernel source of this variant, under its name in :attr:`KERNEL_SOURCES`."""
+        kind = self.properties.kernels
+        if kind != "regions" and learn_size is not None:
+            raise ValueError(f"learn_size applies to generated regions, not to variant {self.variant!r}")
+        if kind == "maps" and fixed_size is not None:
+            raise ValueError(f"fixed_size applies to generated regions of fixed size or to fixed_pooling='tent', "
+                             f"not to variant {self.variant!r}")
+        if kind == "regions":
+            source = RegionGenerator(
+                self.node_dim, self.train_height, self.train_width, num_nodes=self.num_nodes, region_dim=region_dim,
+                variant=self.variant, grid=self.grid, anchors=anchors, size_plus_one=self.switches.size_plus_one,
+                clamp_centers=self.switches.clamp_centers, fixed_size=fixed_size, learn_size=learn_size,
+            )
+            if self.full_res:  # regions live on the full map: anchors and default sizes from H, W
+                self.full_fixed_size = (None if source.fixed_size is None
+                                        else fixed_size or self.height / (2 * SIZE_CELLS) + 1)
+                full_anchors = (center_anchors(self.num_nodes, self.height, self.width) if anchors == "center"
+                                else grid_anchors(self.grid, self.height, self.width))
+                self.register_buffer("full_anchors", full_anchors, persistent=False)
+        elif kind == "grid":
+            if fixed_size is not None and fixed_pooling != "tent":
+                raise ValueError(f"fixed_size applies to generated regions of fixed size or to fixed_pooling='tent', "
+                                 f"not to variant {self.variant!r}")
+            source = FixedGridKernels(self.height, self.width, self.grid, fixed_pooling, fixed_size,
+                                      self.normalize_kernels, self.kernel_eps)
+        else:
+            source = SemanticKernels(self.node_dim, self.height, self.width, self.num_nodes)
+        self.add_module(self.KERNEL_SOURCES[kind], source)
 
-        Centres in pixel coordinates (pixel ``q`` at ``x = q``): the centre of mass of each
-        cell's area kernel, ``(k + 1/2) L / cells - 1/2``. The authors' anchors
-        (:func:`~dyreg_edu.regions.grid_anchors`, :func:`~dyreg_edu.regions.center_anchors`)
-        sit half a pixel right of and below that, at ``(k + 1/2) L / cells``; we keep theirs
-        for the generated regions so that the golden fixtures match.
-        """
-        rows, cols = self.grid
-        cy = (torch.arange(rows) + 0.5) * self.height / rows - 0.5
-        cx = (torch.arange(cols) + 0.5) * self.width / cols - 0.5
-        cy, cx = torch.meshgrid(cy, cx, indexing="ij")
-        sizes = torch.tensor([self.width / (2 * cols), self.height / (2 * rows)]).expand(rows * cols, 2)
-        return torch.cat([torch.stack([cx.flatten(), cy.flatten()], -1), sizes], -1)
+    @property
+    def kernel_source(self) -> nn.Module:
+        """The module that gives the kernels: a :class:`~dyreg_edu.regions.RegionGenerator`, a
+        :class:`~dyreg_edu.baselines.FixedGridKernels` or a :class:`~dyreg_edu.baselines.SemanticKernels`."""
+        return getattr(self, self.KERNEL_SOURCES[self.properties.kernels])
 
     def _check_input(self, x: Tensor) -> None:
         expected = (self.in_channels, self.height, self.width)
@@ -260,26 +219,13 @@ class DyRegBlock(nn.Module):
             )
 
     def kernels(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The kernels of every frame and node, ``[B, T, C, H, W] -> [B, T, N, H, W]``, plus aux."""
-        batch, frames = x.shape[:2]
-        aux: dict[str, Tensor] = {}
-        if self.region_generator is not None and self.full_res:
-            aux["regions"], aux["offsets"] = self._full_res_regions(x)
-            kernels = region_kernels(
-                aux["regions"], self.height, self.width, self.normalize_kernels, self.kernel_eps, check=False
-            )
-        elif self.region_generator is not None:
-            aux["regions"], aux["offsets"] = self.region_generator(x)
-            kernels = region_kernels(
-                aux["regions"], self.height, self.width, self.normalize_kernels, self.kernel_eps, check=False
-            )
-        elif self.semantic is not None:
-            kernels = self.semantic(rearrange(x, "b t c h w -> (b t) c h w"))
-            kernels = rearrange(kernels, "(b t) n h w -> b t n h w", b=batch)
-        else:
-            kernels = repeat(self.fixed_kernels, "n h w -> b t n h w", b=batch, t=frames)
-            aux["regions"] = repeat(self.fixed_regions, "n r -> b t n r", b=batch, t=frames)
-        return kernels, aux
+        """Eq. 1-6: the kernels of every frame and node, ``[B, T, C, H, W] -> [B, T, N, H, W]``, plus
+        ``aux`` (``regions`` and ``offsets`` for generated regions, ``regions`` for the grid)."""
+        if self.properties.kernels != "regions":
+            return self.kernel_source(x)
+        regions, offsets = self._full_res_regions(x) if self.full_res else self.region_generator(x)
+        kernels = region_kernels(regions, self.height, self.width, self.normalize_kernels, self.kernel_eps, check=False)
+        return kernels, {"regions": regions, "offsets": offsets}
 
     def _full_res_regions(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Regions on the full ``H x W`` map from the map pooled to the training size (module docstring).
@@ -309,23 +255,30 @@ class DyRegBlock(nn.Module):
             kernels = rearrange(kernels, "(b t) n h w -> b t n h w", b=batch)
         return self.position_embedding(rearrange(kernels, "b t n h w -> b t n (h w)"))
 
+    def project(self, x: Tensor) -> Tensor:
+        """The optional 1x1 conv ``C_in -> C`` and LayerNorm: ``[B, T, C_in, H, W] -> [B, T, C, H, W]``."""
+        if self.project_in is None:
+            return x
+        y = self.project_in(rearrange(x, "b t c h w -> (b t) c h w"))
+        return rearrange(self.project_norm(y), "(b t) c h w -> b t c h w", b=x.shape[0])
+
+    def project_back(self, y: Tensor) -> Tensor:
+        """The optional 1x1 conv ``C -> C_in``: ``[B, T, C, H, W] -> [B, T, C_in, H, W]``."""
+        if self.project_out is None:
+            return y
+        return rearrange(self.project_out(rearrange(y, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w",
+                         b=y.shape[0])
+
     def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``x`` ``[B, T, C_in, H, W]`` -> ``(x + LN(y), aux)``, one line per step of the block."""
         self._check_input(x)
-        batch = x.shape[0]
-        features = rearrange(x, "b t c h w -> (b t) c h w")
-        if self.project_in is not None:
-            features = self.project_norm(self.project_in(features))
-        kernels, aux = self.kernels(rearrange(features, "(b t) c h w -> b t c h w", b=batch))
-        aux["kernels"] = kernels
-        nodes = pool_nodes(rearrange(features, "(b t) c h w -> b t c h w", b=batch), kernels) + self.position(kernels)
-        aux["nodes_in"] = nodes
-        nodes, aux["attention"] = self.graph(nodes)
-        aux["nodes_out"] = nodes
-        y = rearrange(remap_nodes(nodes, kernels), "b t c h w -> (b t) c h w")
-        if self.project_out is not None:
-            y = self.project_out(y)
-        y = self.residual_norm(y)
-        return x + rearrange(y, "(b t) c h w -> b t c h w", b=batch), aux
+        features = self.project(x)                                      # X'  [B, T, C, H, W]
+        kernels, aux = self.kernels(features)                           # K   [B, T, N, H, W]   Eq. 1-6
+        nodes = pool_nodes(features, kernels) + self.position(kernels)  # v   [B, T, N, C]      Eq. 7, Sec. 3.2
+        updated, attention = self.graph(nodes)                          # v'  [B, T, N, C]      Eq. 8-9
+        y = self.project_back(remap_nodes(updated, kernels))            # y   [B, T, C_in, H, W] Eq. 10
+        out = x + self.residual_norm(y)                                 # zero scale at init: the identity
+        return out, {**aux, "kernels": kernels, "nodes_in": nodes, "nodes_out": updated, "attention": attention}
 
     @classmethod
     def from_official(cls, state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> "DyRegBlock":

@@ -212,8 +212,8 @@ def block_to_official(block) -> dict[str, Tensor]:
                 break
         else:
             raise KeyError(f"our entry {name!r} has no name in the authors' module")
-    anchors = (block.full_anchors if block.full_res and block.region_generator is not None
-               else block.region_generator.anchors if block.region_generator is not None else None)
+    generated = block.properties.kernels == "regions"
+    anchors = (None if not generated else block.full_anchors if block.full_res else block.region_generator.anchors)
     if anchors is not None:
         out["dynamic_graph.ph_buf"] = anchors[:, 1].reshape(1, -1, 1).clone()
         out["dynamic_graph.pw_buf"] = anchors[:, 0].reshape(1, -1, 1).clone()

@@ -26,6 +26,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from .layers import map_norm, node_norm, run_over_time
+from .variants import GENERATED_VARIANTS, PROPERTIES, properties
 
 #: Channel widths of f in the authors' code: M_t has 16 channels, the middle 32.
 F_WIDTH = 32
@@ -64,7 +65,7 @@ def function_f_strides(size: int) -> tuple[int, int, int, int]:
     )
 
 
-def _conv_out(size: int, stride: int, padding: int, kernel: int = 3) -> int:
+def conv_out_size(size: int, stride: int, padding: int, kernel: int = 3) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
@@ -84,8 +85,8 @@ class FunctionF(nn.Module):
         if height != width:
             raise ValueError(f"function f follows the authors' square maps; got {height} x {width}")
         s0, s1, p0, p1 = function_f_strides(height)
-        size1 = _conv_out(height, s0, p0)
-        size2 = _conv_out(size1, s1, p1)
+        size1 = conv_out_size(height, s0, p0)
+        size2 = conv_out_size(size1, s1, p1)
         up_size = (size2 - 1) * s1 - 2 * p1 + 3
         self.project = nn.Conv2d(in_channels, F_WIDTH, 1)
         self.down1 = nn.Conv2d(F_WIDTH, F_WIDTH, 3, stride=s0, padding=p0)
@@ -99,7 +100,7 @@ class FunctionF(nn.Module):
         self.down2_norm = map_norm(F_OUT_CHANNELS)
         self.up_norm = map_norm(F_WIDTH)
         self.head_norm = map_norm(F_OUT_CHANNELS)
-        self.out_size = _conv_out(size1, s1, p1)
+        self.out_size = conv_out_size(size1, s1, p1)
 
     def forward(self, x: Tensor) -> Tensor:
         a0 = self.project_norm(self.project(x).relu())
@@ -303,10 +304,8 @@ def node_grid(num_nodes: int) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- the whole generator
 
-#: Variants whose regions come from a :class:`RegionGenerator` (see :mod:`dyreg_edu.dyreg`).
-GENERATED_VARIANTS = ("dyreg", "pos_only", "constant_time", "static", "lite", "no_gru")
 #: Variants whose regions keep a constant size (paper Table 5: no "Dynamic Size").
-FIXED_SIZE_VARIANTS = ("pos_only", "constant_time", "static")
+FIXED_SIZE_VARIANTS = tuple(v for v in GENERATED_VARIANTS if not PROPERTIES[v].size_predicted)
 
 
 class RegionGenerator(nn.Module):
@@ -369,6 +368,7 @@ class RegionGenerator(nn.Module):
         if variant not in GENERATED_VARIANTS:
             raise ValueError(f"RegionGenerator variant must be one of {GENERATED_VARIANTS}, got {variant!r}")
         self.variant = variant
+        self.properties = properties(variant)  # what this variant's regions have (dyreg_edu.variants)
         self.height, self.width = height, width
         self.grid = grid or node_grid(num_nodes)
         if self.grid[0] * self.grid[1] != num_nodes:
@@ -376,7 +376,7 @@ class RegionGenerator(nn.Module):
         self.size_plus_one = size_plus_one
         self.clamp_centers = clamp_centers
         if learn_size is None:
-            learn_size = variant not in FIXED_SIZE_VARIANTS
+            learn_size = self.properties.size_predicted
         if fixed_size is not None and learn_size:
             raise ValueError(f"fixed_size applies to regions of constant size (the variants {FIXED_SIZE_VARIANTS} "
                              f"with learn_size=False), not to {variant!r} with learn_size=True")
@@ -385,17 +385,18 @@ class RegionGenerator(nn.Module):
         if fixed_size is not None and fixed_size <= 0:
             raise ValueError(f"fixed_size must be a positive half-extent in pixels, got {fixed_size}")
         self.fixed_size = fixed_size
-        if variant == "static":
+        latents = self.properties.latents
+        if latents == "learned":  # Static: z_i are parameters
             self.static_latents = nn.Parameter(torch.randn(num_nodes, region_dim))
         else:
-            if variant == "lite":
+            if latents == "lite":
                 self.f = None
                 self.g = NodeLatentsLite(channels, height, width, num_nodes, region_dim)
             else:
                 self.f = FunctionF(channels, height, width)
                 self.g = NodeLatentsFull(F_OUT_CHANNELS, self.f.out_size, num_nodes, region_dim)
             self.latent_norm = node_norm(region_dim)
-            self.gru = None if variant == "no_gru" else nn.GRU(region_dim, region_dim, batch_first=True)
+            self.gru = nn.GRU(region_dim, region_dim, batch_first=True) if self.properties.region_gru else None
             self.output_norm = node_norm(region_dim)
         num_offsets = 2 if self.fixed_size is not None else 4
         self.w_o = nn.Linear(region_dim, num_offsets)
@@ -430,14 +431,14 @@ class RegionGenerator(nn.Module):
             z = m
         else:
             z = run_over_time(self.gru, m)
-            if self.variant == "constant_time":
+            if not self.properties.per_frame:  # Constant-Time
                 z = repeat(z[:, -1], "b n d -> b t n d", t=z.shape[1])
         return self.output_norm(z)
 
     def latents(self, x: Tensor) -> Tensor:
         r"""The latents :math:`z_{i,t}` of Eq. 4, ``[B, T, C, H, W] -> [B, T, N, D]``: Eq. 1-3,
         or, for ``static``, the learned :math:`z_i`, the same for every video and frame."""
-        if self.variant == "static":
+        if not self.properties.from_video:  # Static
             return repeat(self.static_latents, "n d -> b t n d", b=x.shape[0], t=x.shape[1])
         return self.region_latents(self.node_latents(x))
 

@@ -643,9 +643,8 @@ def python_command(cfg: TrainConfig) -> str:
 def _gammas(model: SyncMNISTModel) -> dict:
     """The two scales that start at zero: the residual LayerNorm's and the regions' gamma (Eq. 11)."""
     g = {"residual": model.graph.residual_norm.scale.detach().abs().mean().item()}
-    gen = model.graph.region_generator
-    if gen is not None and getattr(gen, "gamma", None) is not None:
-        g["regions"] = gen.gamma.detach().abs().mean().item()
+    if model.graph.properties.kernels == "regions":
+        g["regions"] = model.graph.region_generator.gamma.detach().abs().mean().item()
     return {k: round(v, 5) for k, v in g.items()}
 
 

@@ -17,7 +17,7 @@ def randomise_zero_inits(block):
     """Make gamma and the residual LayerNorm non-zero so the branch does something."""
     with torch.no_grad():
         block.residual_norm.scale.normal_()
-        if block.region_generator is not None:
+        if block.properties.kernels == "regions":
             block.region_generator.gamma.uniform_(0.2, 0.6)
     return block
 
@@ -229,13 +229,49 @@ def test_fixed_with_tent_kernels_on_the_grid():
     area, tent = synthetic_block(variant="fixed"), synthetic_block(variant="fixed", fixed_pooling="tent")
     # area cells tile the map (they sum to a constant: every pixel counted once, shared only at
     # the fractional cell borders); tents of size H/6 + 1 overlap their neighbours
-    torch.testing.assert_close(area.fixed_kernels.sum(0), torch.full((16, 16), 9 / 256))
+    torch.testing.assert_close(area.fixed_grid.kernels.sum(0), torch.full((16, 16), 9 / 256))
     shared = lambda kernels: int(kernels.gt(0).sum(0).gt(1).sum())  # noqa: E731  pixels in 2+ kernels
-    assert shared(area.fixed_kernels) == 16 * 16 - 14 * 14  # the two rows and columns that straddle a border
-    assert shared(tent.fixed_kernels) > shared(area.fixed_kernels)
-    assert not torch.allclose(tent.fixed_kernels.sum(0), torch.full((16, 16), 9 / 256))
-    torch.testing.assert_close(tent.fixed_kernels.sum((-2, -1)), torch.ones(9))
-    torch.testing.assert_close(tent.fixed_regions[:, 2:], torch.full((9, 2), 16 / 6 + 1))
-    torch.testing.assert_close(tent.fixed_regions[:3, 0], torch.tensor([8 / 3, 8.0, 40 / 3]))
+    assert shared(area.fixed_grid.kernels) == 16 * 16 - 14 * 14  # the two rows and columns that straddle a border
+    assert shared(tent.fixed_grid.kernels) > shared(area.fixed_grid.kernels)
+    assert not torch.allclose(tent.fixed_grid.kernels.sum(0), torch.full((16, 16), 9 / 256))
+    torch.testing.assert_close(tent.fixed_grid.kernels.sum((-2, -1)), torch.ones(9))
+    torch.testing.assert_close(tent.fixed_grid.regions[:, 2:], torch.full((9, 2), 16 / 6 + 1))
+    torch.testing.assert_close(tent.fixed_grid.regions[:3, 0], torch.tensor([8 / 3, 8.0, 40 / 3]))
     x = torch.randn(1, 2, 128, 16, 16)
     torch.testing.assert_close(tent(x)[0], x)  # still the identity at initialisation
+
+
+def test_switch_presets_and_overrides():
+    from dyreg_edu.variants import AUTHORS_CODE, PAPER
+
+    torch.manual_seed(8)
+    by_preset = synthetic_block(switches=PAPER)
+    by_keywords = synthetic_block(size_plus_one=False, normalize_kernels=False, clamp_centers=False,
+                                  messages="concat", temporal_first=False)
+    assert by_preset.switches == by_keywords.switches == PAPER
+    by_keywords.load_state_dict(by_preset.state_dict())
+    randomise_zero_inits(by_preset)
+    by_keywords.load_state_dict(by_preset.state_dict())
+    x = torch.randn(1, 3, 128, 16, 16)
+    torch.testing.assert_close(by_preset(x)[0], by_keywords(x)[0])
+    assert synthetic_block(switches=PAPER, messages="sum").switches.messages == "sum"  # a keyword overrides one
+    assert synthetic_block().switches == AUTHORS_CODE
+
+
+def test_variants_are_built_from_their_properties():
+    from dyreg_edu.baselines import FixedGridKernels, SemanticKernels
+    from dyreg_edu.regions import RegionGenerator
+    from dyreg_edu.variants import GENERATED_VARIANTS, PROPERTIES
+
+    assert set(PROPERTIES) == set(VARIANTS)
+    for variant in VARIANTS:
+        block = synthetic_block(variant=variant)
+        source = block.kernel_source
+        expected = {"regions": RegionGenerator, "grid": FixedGridKernels, "maps": SemanticKernels}
+        assert isinstance(source, expected[PROPERTIES[variant].kernels])
+        assert sum(isinstance(m, (RegionGenerator, FixedGridKernels, SemanticKernels)) for m in block.children()) == 1
+        if variant in GENERATED_VARIANTS:
+            generator = block.region_generator
+            assert (generator.fixed_size is None) == PROPERTIES[variant].size_predicted
+            assert (getattr(generator, "gru", None) is not None) == (PROPERTIES[variant].region_gru
+                                                                     and PROPERTIES[variant].latents != "learned")
