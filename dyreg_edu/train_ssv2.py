@@ -13,9 +13,9 @@ Usage (see ``python -m dyreg_edu.train_ssv2 --help``)::
 
 **The recipe** (:data:`PAPER_RECIPE`; paper Section 4.1 and the authors' ``train_model.sh``):
 TSM-ResNet-50, 16 frames, ImageNet initialisation, SGD with momentum 0.9, weight decay 5e-4,
-learning rate 0.001 for a total batch of 10 (2 GPUs x 5... their script: 2 per GPU with
-gradient accumulation) scaled linearly with the batch, divided by 10 at epochs 20, 30, 40 of
-60, dropout 0.5, gradient norm clipped at 20, the authors' parameter groups
+learning rate 0.001 for a total batch of 10 on 2 GPUs (the paper; the released script passes
+``--batch-size 2`` per process) scaled linearly with the batch, divided by 10 at epochs 20, 30,
+40 of 60 (the script's ``--lr_steps``; the paper says "when validation plateaus"), dropout 0.5, gradient norm clipped at 20, the authors' parameter groups
 (:func:`dyreg_edu.models.param_groups`: 5x / 10x on the new classifier, 2x on biases, no decay
 on biases and norms), all BatchNorms trained (``--npb``), no horizontal flip.
 
