@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .train import REPO_ROOT, SCALES, TrainConfig, config, export_checkpoint, train
+from .train import (DEFAULT_DIGIT_STEPS, REPO_ROOT, SCALES, TrainConfig, config, export_checkpoint, resnet_head_path,
+                    train)
 
 #: The paper's accuracies (percent) on MultiSyncMNIST.
 PAPER = {
@@ -92,21 +93,27 @@ def table_runs(table: str, scale: str = "mini") -> list[Run]:
     return [run_of(name) for name in names]
 
 
-def results_dir(scale: str) -> Path:
-    return REPO_ROOT / "results" / "multisync" / ("mini" if scale == "mini" else "")
+def results_dir(scale: str, digit_steps: int = DEFAULT_DIGIT_STEPS) -> Path:
+    """``results/multisync/mini`` (or the paper scale's ``results/multisync``); a mini design with a
+    longer-pretrained digit backbone keeps its own tables in ``mini/digits<steps>/``."""
+    folder = REPO_ROOT / "results" / "multisync" / ("mini" if scale == "mini" else "")
+    return folder if digit_steps == DEFAULT_DIGIT_STEPS else folder / f"digits{digit_steps}"
 
 
-def read_result(scale: str, name: str) -> dict | None:
-    path = results_dir(scale) / f"{name}.json"
+def read_result(scale: str, name: str, digit_steps: int = DEFAULT_DIGIT_STEPS) -> dict | None:
+    path = results_dir(scale, digit_steps) / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: dict, progress: bool) -> dict | None:
     """Train (or resume) one run until it finishes or the deadline; returns its result when finished."""
     cfg = run.config(scale, **common)
-    done = read_result(scale, run.name)
-    if done and done.get("finished") and done["config"] == dataclasses.replace(cfg, device=done["config"]["device"]).to_dict():
-        return done
+    steps = cfg.digit_steps
+    done = read_result(scale, run.name, steps)
+    if done and done.get("finished"):  # settings added since the run was made take their defaults
+        saved = TrainConfig.from_dict(done["config"])
+        if saved.to_dict() == dataclasses.replace(cfg, device=saved.device).to_dict():
+            return done
     out = runs_root / run.name
     minutes = (deadline - time.time()) / 60
     if minutes < 0.5:
@@ -117,13 +124,15 @@ def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: d
     result = train(cfg, out, resume=resume, max_minutes=minutes, progress=progress, command=command + " (via dyreg_edu.ablations)")
     if not result["finished"]:
         return None
-    path = results_dir(scale) / f"{run.name}.json"
+    path = results_dir(scale, steps) / f"{run.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    keep_log(out / "log.jsonl", results_dir(scale) / "logs" / f"{run.name}.jsonl")
-    if run.name in BOOK_CHECKPOINTS:
+    keep_log(out / "log.jsonl", results_dir(scale, steps) / "logs" / f"{run.name}.jsonl")
+    if run.name in BOOK_CHECKPOINTS and steps == DEFAULT_DIGIT_STEPS:
         prefix = "multisync_mini_" if scale == "mini" else "multisync_"
         export_checkpoint(out, REPO_ROOT / "checkpoints" / f"{prefix}{run.name}.pt")
+    elif run.name == "resnet18" and scale == "mini":  # the start of this design's graph variants
+        export_checkpoint(out, resnet_head_path(cfg))
     return result
 
 
@@ -136,11 +145,11 @@ def keep_log(source: Path, target: Path, every: int = 10) -> Path:
     return target
 
 
-def write_table(table: str, scale: str) -> Path:
+def write_table(table: str, scale: str, digit_steps: int = DEFAULT_DIGIT_STEPS) -> Path:
     """``table<k>.md`` and ``.json`` from the result files present, beside the paper's numbers."""
     rows = []
     for run in table_runs(table, scale):
-        result = read_result(scale, run.name)
+        result = read_result(scale, run.name, digit_steps)
         rows.append({"name": run.name, "model": ROW_NAMES.get(run.name, run.name), "paper": PAPER.get(table, {}).get(run.name,
                      PAPER["6"].get(run.name)),
                      "ours": result["val_accuracy"] if result else None,
@@ -148,11 +157,12 @@ def write_table(table: str, scale: str) -> Path:
                      "object_centric": (result.get("object_centric") or {}).get("score") if result else None,
                      "train_videos": result["train_videos"] if result else None,
                      "wall_seconds": result["wall_seconds"] if result else None})
-    folder = results_dir(scale)
+    folder = results_dir(scale, digit_steps)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"table{table}.json").write_text(json.dumps({"table": table, "scale": scale, "rows": rows}, indent=2) + "\n")
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
-    lines = [f"# {TITLES[table]} ({scale} scale)", "",
+    design = "" if digit_steps == DEFAULT_DIGIT_STEPS else f", digit backbone pretrained {digit_steps} steps"
+    lines = [f"# {TITLES[table]} ({scale} scale{design})", "",
              "| model | paper (%) | ours (%) | ours, still videos (%) | object-centric distance | training videos | minutes |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -176,6 +186,9 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=Path, help="where the run directories go (default runs/<scale>)")
     p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--digit-steps", type=int, default=DEFAULT_DIGIT_STEPS,
+                   help="mini design: pretraining steps of the digit backbone (another value keeps its own "
+                        "results in results/multisync/mini/digits<steps>/)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -194,11 +207,14 @@ def main(argv=None) -> int:
         runs_root = args.runs or REPO_ROOT / "runs" / args.scale
         deadline = time.time() + 60 * args.max_minutes
         for name in order:
-            result = run_one(names[name], args.scale, runs_root, deadline=deadline,
-                             common={"device": args.device}, progress=not args.no_progress)
+            common = {"device": args.device}
+            if args.digit_steps != DEFAULT_DIGIT_STEPS:
+                common["digit_steps"] = args.digit_steps
+            result = run_one(names[name], args.scale, runs_root, deadline=deadline, common=common,
+                             progress=not args.no_progress)
             print(f"{name}: " + (f"{result['val_accuracy']:.2f}%" if result else "unfinished"), flush=True)
         for table in tables:
-            print(write_table(table, args.scale).read_text())
+            print(write_table(table, args.scale, args.digit_steps).read_text())
     except ValueError as error:
         p.exit(2, f"{p.prog}: error: {error}\n")
     return 0

@@ -87,6 +87,7 @@ class TrainConfig:
     backbone: str = "digits"  # "digits": pretrained by pretrain_digits; "scratch"
     freeze_backbone: bool = True
     head_init: str = "none"  # "resnet18": graph variants start from the trained plain model's layer3 + classifier
+    digit_steps: int = 1500  # steps of pretrain_digits (backbone="digits"); the mini design's first stage
     # optimisation
     epochs: float = 1.0
     batch_size: int = 32
@@ -385,8 +386,18 @@ def rearrange_frames(x: Tensor) -> Tensor:
     return rearrange(x, "b t ... -> (b t) ...")
 
 
+#: The digit backbone's pretraining steps of the committed mini runs.
+DEFAULT_DIGIT_STEPS = 1500
+
+
+def design_tag(cfg: TrainConfig) -> str:
+    """``""`` for the committed mini design, ``"_digits<steps>"`` for a longer-pretrained backbone."""
+    return "" if cfg.digit_steps == DEFAULT_DIGIT_STEPS else f"_digits{cfg.digit_steps}"
+
+
 def digit_backbone_path(cfg: TrainConfig) -> Path:
-    return REPO_ROOT / "checkpoints" / f"multisync_{cfg.scale}_digits.pt"
+    suffix = "" if cfg.digit_steps == DEFAULT_DIGIT_STEPS else str(cfg.digit_steps)
+    return REPO_ROOT / "checkpoints" / f"multisync_{cfg.scale}_digits{suffix}.pt"
 
 
 def load_digit_backbone(cfg: TrainConfig, model: SyncMNISTModel, *, progress: bool = True) -> dict:
@@ -394,7 +405,7 @@ def load_digit_backbone(cfg: TrainConfig, model: SyncMNISTModel, *, progress: bo
     if ``checkpoints/multisync_<scale>_digits.pt`` does not exist). Returns its report."""
     path = digit_backbone_path(cfg)
     if not path.exists():
-        state, report = pretrain_digits(cfg, progress=progress)
+        state, report = pretrain_digits(cfg, steps=cfg.digit_steps, progress=progress)
         report.update(provenance_fields(f"dyreg_edu.train.pretrain_digits(config({cfg.variant!r}, {cfg.scale!r}))",
                                         report["wall_seconds"], cfg.device))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -409,7 +420,7 @@ def load_digit_backbone(cfg: TrainConfig, model: SyncMNISTModel, *, progress: bo
 
 
 def resnet_head_path(cfg: TrainConfig) -> Path:
-    return REPO_ROOT / "checkpoints" / f"multisync_{cfg.scale}_resnet18.pt"
+    return REPO_ROOT / "checkpoints" / f"multisync_{cfg.scale}{design_tag(cfg)}_resnet18.pt"
 
 
 def load_resnet_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
@@ -434,8 +445,11 @@ def load_resnet_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
 
 
 def _backbone_config(cfg: TrainConfig) -> dict:
-    return {"size": cfg.size, "widths": list(cfg.widths), "blocks": list(cfg.blocks), "stem": cfg.stem,
-            "num_digits": cfg.num_digits, "num_frames": cfg.num_frames, "data_seed": cfg.data_seed}
+    config = {"size": cfg.size, "widths": list(cfg.widths), "blocks": list(cfg.blocks), "stem": cfg.stem,
+              "num_digits": cfg.num_digits, "num_frames": cfg.num_frames, "data_seed": cfg.data_seed}
+    if cfg.digit_steps != DEFAULT_DIGIT_STEPS:
+        config["digit_steps"] = cfg.digit_steps
+    return config
 
 
 # --------------------------------------------------------------------------- checkpoints and results
@@ -705,6 +719,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-digits", type=int)
     p.add_argument("--fixed-size", type=float, help="constant region half-size of the fixed-size variants (Table 11)")
     p.add_argument("--eval-every", type=int)
+    p.add_argument("--digit-steps", type=int, help="pretraining steps of the mini digit backbone (default 1500)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -715,7 +730,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every")
+    names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every",
+             "digit_steps")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.fixed_size is not None:
         overrides["block"] = {"fixed_size": args.fixed_size}

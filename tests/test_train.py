@@ -124,7 +124,7 @@ def test_ablation_runs_and_tables(tmp_path, monkeypatch):
     assert ablations.run_of("pos_only_size2.67").overrides["block"]["fixed_size"] == pytest.approx(16 / 6)
     with pytest.raises(ValueError, match="table must be one of"):
         ablations.table_runs("8")
-    monkeypatch.setattr(ablations, "results_dir", lambda scale: tmp_path)
+    monkeypatch.setattr(ablations, "results_dir", lambda scale, digit_steps=1500: tmp_path)
     (tmp_path / "dyreg.json").write_text(json.dumps({"val_accuracy": 61.5, "train_videos": 100, "wall_seconds": 60.0,
                                                       "object_centric": {"score": 0.1}}))
     text = ablations.write_table("9", "mini").read_text()
