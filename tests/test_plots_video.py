@@ -186,3 +186,23 @@ def test_region_player_sliders_redraw():
     assert len(_rects(ax)) == 4 + 2
     with pytest.raises(ValueError, match="regions"):
         vp.region_player(videos, regions[:, :2], boxes)
+
+
+def test_variant_player_switches_variant_video_and_frame():
+    import ipywidgets as widgets
+
+    v1, b1 = _clip(T=3, D=2, seed=1)
+    v2, b2 = _clip(T=3, D=2, seed=2)
+    videos, boxes = torch.stack([v1, v2]), torch.stack([b1, b2])
+    runs = {"fixed": torch.rand(2, 3, 9, 4) * 7, "dyreg": torch.rand(2, 3, 9, 4) * 7}
+    player = vp.variant_player(runs, videos, boxes, stride=4.0)
+    controls = {w.description: w for w in player.children if isinstance(w, (widgets.IntSlider, widgets.Dropdown))}
+    assert set(controls) == {"variant", "video", "frame"} and list(controls["variant"].options) == ["fixed", "dyreg"]
+    assert "fixed: video 0, frame 0 of 2" in player.result.axes[0].get_title()
+    controls["variant"].value = "dyreg"
+    controls["frame"].value = 1
+    assert "dyreg: video 0, frame 1 of 2" in player.result.axes[0].get_title()
+    with pytest.raises(ValueError, match="'dyreg' must be"):
+        vp.variant_player({"dyreg": runs["dyreg"][:, :2]}, videos)
+    with pytest.raises(ValueError, match="empty"):
+        vp.variant_player({}, videos)

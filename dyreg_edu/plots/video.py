@@ -46,6 +46,7 @@ __all__ = [
     "plot_pair_table",
     "regions_to_video",
     "draw_frame_regions",
+    "variant_player",
     "region_player",
 ]
 
@@ -394,3 +395,49 @@ def region_player(videos, regions, boxes=None, sync=None, *, stride: float = 1.0
         return widgets.IntSlider(value=0, min=0, max=high, step=1, description=description, continuous_update=False)
 
     return widgets.interactive(draw, video=slider(B - 1, "video"), frame=slider(T - 1, "frame"))
+
+
+def variant_player(regions_by_variant, videos, boxes=None, sync=None, *, stride: float = 1.0,
+                   titles: Sequence[str] | None = None, size: float = 4.0):
+    """A widget to compare trained variants on the same videos: a ``variant`` menu and two
+    sliders, ``video`` and ``frame``.
+
+    ``regions_by_variant`` maps a name to its regions ``[B, T, N, 4]`` on the feature map, all
+    on the same ``videos`` ``[B, T, H, W]`` (``boxes`` ``[B, T, D, 4]`` and ``sync`` ``[B, D]``
+    optional; ``titles`` one string per video). Returns an ``ipywidgets.interactive``;
+    ``widget.result`` holds the last figure drawn.
+    """
+    import ipywidgets as widgets
+
+    v = _clips(videos)
+    B, T = v.shape[:2]
+    runs = {name: _numpy(r) for name, r in regions_by_variant.items()}
+    if not runs:
+        raise ValueError("regions_by_variant is empty: give at least one variant's regions")
+    for name, r in runs.items():
+        if r.ndim != 4 or r.shape[:2] != (B, T) or r.shape[-1] != 4:
+            raise ValueError(f"regions of {name!r} must be [B, T, N, 4] with B, T = {B}, {T}, got shape {r.shape}")
+    b = _per_clip(boxes, B, 3, "boxes")
+    s = _per_clip(sync, B, 1, "sync")
+    if titles is not None and len(titles) != B:
+        raise ValueError(f"got {len(titles)} titles for {B} videos")
+
+    def draw(variant: str, video: int, frame: int):
+        r = runs[variant]
+        fig, ax = plt.subplots(figsize=(size + 1.2, size))
+        draw_frame_regions(ax, v[video, frame], r[video, frame], None if b is None else b[video, frame],
+                           None if s is None else s[video], stride=stride)
+        name = titles[video] if titles is not None else f"video {video}"
+        ax.set_title(f"{variant}: {name}, frame {frame} of {T - 1}", fontsize=9)
+        legend = [Line2D([], [], color=node_color(i), lw=2, label=f"node {i}") for i in range(r.shape[2])]
+        ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.tight_layout()
+        plt.close(fig)
+        return fig
+
+    return widgets.interactive(
+        draw,
+        variant=widgets.Dropdown(options=list(runs), value=next(iter(runs)), description="variant"),
+        video=widgets.IntSlider(value=0, min=0, max=B - 1, step=1, description="video", continuous_update=False),
+        frame=widgets.IntSlider(value=0, min=0, max=T - 1, step=1, description="frame", continuous_update=False),
+    )
