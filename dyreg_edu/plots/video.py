@@ -367,34 +367,7 @@ def region_player(videos, regions, boxes=None, sync=None, *, stride: float = 1.0
     :func:`draw_frame_regions`. Returns an ``ipywidgets.interactive``; ``display`` it.
     ``widget.result`` holds the last figure drawn.
     """
-    import ipywidgets as widgets
-
-    v = _clips(videos)
-    B, T = v.shape[:2]
-    r = _numpy(regions)
-    if r.ndim != 4 or r.shape[:2] != (B, T) or r.shape[-1] != 4:
-        raise ValueError(f"regions must be [B, T, N, 4] with B, T = {B}, {T}, got shape {r.shape}")
-    b = _per_clip(boxes, B, 3, "boxes")
-    s = _per_clip(sync, B, 1, "sync")
-    if titles is not None and len(titles) != B:
-        raise ValueError(f"got {len(titles)} titles for {B} videos")
-    legend = [Line2D([], [], color=node_color(i), lw=2, label=f"node {i}") for i in range(r.shape[2])]
-
-    def draw(video: int, frame: int):
-        fig, ax = plt.subplots(figsize=(size + 1.2, size))
-        draw_frame_regions(ax, v[video, frame], r[video, frame], None if b is None else b[video, frame],
-                           None if s is None else s[video], stride=stride)
-        name = titles[video] if titles is not None else f"video {video}"
-        ax.set_title(f"{name}, frame {frame} of {T - 1}", fontsize=9)
-        ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        fig.tight_layout()
-        plt.close(fig)  # interactive displays the returned figure once
-        return fig
-
-    def slider(high: int, description: str):
-        return widgets.IntSlider(value=0, min=0, max=high, step=1, description=description, continuous_update=False)
-
-    return widgets.interactive(draw, video=slider(B - 1, "video"), frame=slider(T - 1, "frame"))
+    return _player({"": regions}, videos, boxes, sync, stride=stride, titles=titles, size=size, menu=False)
 
 
 def variant_player(regions_by_variant, videos, boxes=None, sync=None, *, stride: float = 1.0,
@@ -407,37 +380,46 @@ def variant_player(regions_by_variant, videos, boxes=None, sync=None, *, stride:
     optional; ``titles`` one string per video). Returns an ``ipywidgets.interactive``;
     ``widget.result`` holds the last figure drawn.
     """
+    return _player(dict(regions_by_variant), videos, boxes, sync, stride=stride, titles=titles, size=size, menu=True)
+
+
+def _player(runs: dict, videos, boxes, sync, *, stride: float, titles, size: float, menu: bool):
+    """The widget behind :func:`region_player` (one set of regions) and :func:`variant_player`
+    (a ``variant`` menu over several)."""
     import ipywidgets as widgets
 
     v = _clips(videos)
     B, T = v.shape[:2]
-    runs = {name: _numpy(r) for name, r in regions_by_variant.items()}
     if not runs:
         raise ValueError("regions_by_variant is empty: give at least one variant's regions")
+    runs = {name: _numpy(r) for name, r in runs.items()}
     for name, r in runs.items():
         if r.ndim != 4 or r.shape[:2] != (B, T) or r.shape[-1] != 4:
-            raise ValueError(f"regions of {name!r} must be [B, T, N, 4] with B, T = {B}, {T}, got shape {r.shape}")
+            what = f"regions of {name!r}" if menu else "regions"
+            raise ValueError(f"{what} must be [B, T, N, 4] with B, T = {B}, {T}, got shape {r.shape}")
     b = _per_clip(boxes, B, 3, "boxes")
     s = _per_clip(sync, B, 1, "sync")
     if titles is not None and len(titles) != B:
         raise ValueError(f"got {len(titles)} titles for {B} videos")
+    first = next(iter(runs))
 
-    def draw(variant: str, video: int, frame: int):
+    def draw(video: int, frame: int, variant: str = first):
         r = runs[variant]
         fig, ax = plt.subplots(figsize=(size + 1.2, size))
         draw_frame_regions(ax, v[video, frame], r[video, frame], None if b is None else b[video, frame],
                            None if s is None else s[video], stride=stride)
         name = titles[video] if titles is not None else f"video {video}"
-        ax.set_title(f"{variant}: {name}, frame {frame} of {T - 1}", fontsize=9)
+        ax.set_title(f"{variant + ': ' if menu else ''}{name}, frame {frame} of {T - 1}", fontsize=9)
         legend = [Line2D([], [], color=node_color(i), lw=2, label=f"node {i}") for i in range(r.shape[2])]
         ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
-        plt.close(fig)
+        plt.close(fig)  # interactive displays the returned figure once
         return fig
 
-    return widgets.interactive(
-        draw,
-        variant=widgets.Dropdown(options=list(runs), value=next(iter(runs)), description="variant"),
-        video=widgets.IntSlider(value=0, min=0, max=B - 1, step=1, description="video", continuous_update=False),
-        frame=widgets.IntSlider(value=0, min=0, max=T - 1, step=1, description="frame", continuous_update=False),
-    )
+    def slider(high: int, description: str):
+        return widgets.IntSlider(value=0, min=0, max=high, step=1, description=description, continuous_update=False)
+
+    controls = {"video": slider(B - 1, "video"), "frame": slider(T - 1, "frame")}
+    if menu:
+        controls = {"variant": widgets.Dropdown(options=list(runs), value=first, description="variant"), **controls}
+    return widgets.interactive(draw, **controls)
