@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from .style import NODE_COLORS, node_color, region_rectangle
+from .style import node_color, region_rectangle
 from .style import as_numpy as _numpy
 
 
