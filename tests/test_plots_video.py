@@ -206,3 +206,17 @@ def test_variant_player_switches_variant_video_and_frame():
         vp.variant_player({"dyreg": runs["dyreg"][:, :2]}, videos)
     with pytest.raises(ValueError, match="empty"):
         vp.variant_player({}, videos)
+
+
+def test_clip_player_steps_through_frames_without_regions():
+    import ipywidgets as widgets
+
+    v1, b1 = _clip(T=3, D=2, seed=1)
+    player = vp.clip_player(v1[None], b1[None], titles=["guess"])
+    sliders = {w.description: w for w in player.children if isinstance(w, widgets.IntSlider)}
+    assert set(sliders) == {"video", "frame"} and sliders["frame"].max == 2
+    sliders["frame"].value = 2
+    ax = player.result.axes[0]
+    assert "guess, frame 2 of 2" in ax.get_title() and ax.get_legend() is None
+    np.testing.assert_array_equal(ax.images[0].get_array(), v1[2].numpy())
+    assert len(_rects(ax)) == 2  # the two boxes, no regions

@@ -47,6 +47,7 @@ __all__ = [
     "regions_to_video",
     "draw_frame_regions",
     "variant_player",
+    "clip_player",
     "region_player",
 ]
 
@@ -383,18 +384,25 @@ def variant_player(regions_by_variant, videos, boxes=None, sync=None, *, stride:
     return _player(dict(regions_by_variant), videos, boxes, sync, stride=stride, titles=titles, size=size, menu=True)
 
 
+def clip_player(videos, boxes=None, sync=None, *, titles: Sequence[str] | None = None, size: float = 4.0):
+    """A widget to step through videos ``[B, T, H, W]`` frame by frame: sliders ``video`` and
+    ``frame``, the digits' boxes ``[B, T, D, 4]`` drawn if given (coloured by ``sync`` ``[B, D]``;
+    yellow without it, which keeps the answer hidden). Returns an ``ipywidgets.interactive``."""
+    return _player({"": None}, videos, boxes, sync, stride=1.0, titles=titles, size=size, menu=False)
+
+
 def _player(runs: dict, videos, boxes, sync, *, stride: float, titles, size: float, menu: bool):
-    """The widget behind :func:`region_player` (one set of regions) and :func:`variant_player`
-    (a ``variant`` menu over several)."""
+    """The widget behind :func:`clip_player` (no regions), :func:`region_player` (one set of
+    regions) and :func:`variant_player` (a ``variant`` menu over several)."""
     import ipywidgets as widgets
 
     v = _clips(videos)
     B, T = v.shape[:2]
     if not runs:
         raise ValueError("regions_by_variant is empty: give at least one variant's regions")
-    runs = {name: _numpy(r) for name, r in runs.items()}
+    runs = {name: None if r is None else _numpy(r) for name, r in runs.items()}
     for name, r in runs.items():
-        if r.ndim != 4 or r.shape[:2] != (B, T) or r.shape[-1] != 4:
+        if r is not None and (r.ndim != 4 or r.shape[:2] != (B, T) or r.shape[-1] != 4):
             what = f"regions of {name!r}" if menu else "regions"
             raise ValueError(f"{what} must be [B, T, N, 4] with B, T = {B}, {T}, got shape {r.shape}")
     b = _per_clip(boxes, B, 3, "boxes")
@@ -406,12 +414,13 @@ def _player(runs: dict, videos, boxes, sync, *, stride: float, titles, size: flo
     def draw(video: int, frame: int, variant: str = first):
         r = runs[variant]
         fig, ax = plt.subplots(figsize=(size + 1.2, size))
-        draw_frame_regions(ax, v[video, frame], r[video, frame], None if b is None else b[video, frame],
-                           None if s is None else s[video], stride=stride)
+        draw_frame_regions(ax, v[video, frame], None if r is None else r[video, frame],
+                           None if b is None else b[video, frame], None if s is None else s[video], stride=stride)
         name = titles[video] if titles is not None else f"video {video}"
         ax.set_title(f"{variant + ': ' if menu else ''}{name}, frame {frame} of {T - 1}", fontsize=9)
-        legend = [Line2D([], [], color=node_color(i), lw=2, label=f"node {i}") for i in range(r.shape[2])]
-        ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        if r is not None:
+            legend = [Line2D([], [], color=node_color(i), lw=2, label=f"node {i}") for i in range(r.shape[2])]
+            ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
         plt.close(fig)  # interactive displays the returned figure once
         return fig
