@@ -663,6 +663,7 @@ def extract_frames(root, *, ids: Sequence[str] | None = None, workers: int = 4, 
     """Write every video's frames as JPEG to ``root/20bn-something-something-v2-frames/<id>/``
     with a process pool, skipping videos already extracted. For disks faster than decoders;
     the loader reads either layout. Returns the number of videos extracted."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
@@ -673,7 +674,9 @@ def extract_frames(root, *, ids: Sequence[str] | None = None, workers: int = 4, 
              for vid in ids if not (root / FRAMES_DIR / vid).is_dir()]
     if not tasks:
         return 0
-    with ProcessPoolExecutor(max(1, workers)) as pool:
+    # spawn, not fork: a forked child can inherit a lock held by one of the parent's decoder or
+    # OpenMP threads and wait on it forever
+    with ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
         for _ in tqdm(pool.map(extract_video, tasks, chunksize=8), total=len(tasks), disable=not progress,
                       desc="extracting"):
             pass
