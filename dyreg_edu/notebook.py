@@ -55,7 +55,13 @@ def describe_device() -> str:
 
 
 def git_commit() -> str:
-    """The repository's current commit, or ``"unknown"`` outside a git checkout."""
+    """The repository's current commit, or ``"unknown"`` outside a git checkout.
+
+    ``DYREG_COMMIT`` names it where the code travels without its ``.git`` (a GPU machine
+    that receives a copy of the working tree; the GPU queue's command sets it).
+    """
+    if os.environ.get("DYREG_COMMIT"):
+        return os.environ["DYREG_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):

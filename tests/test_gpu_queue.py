@@ -49,3 +49,13 @@ def test_first_minute_holds_the_tsm_overhead_cuda_rows():
     command = commands["benchmarks/tsm_overhead.py"]
     assert command[command.index("--device") + 1] == "cuda"
     assert command[command.index("--out") + 1] == "results/benchmarks/tsm_overhead_cuda.json"
+
+
+def test_compact_keeps_adam_second_moments_and_steps():
+    """bf16 keeps tiny second moments that fp16 would flush to zero; scalar steps stay exact."""
+    state = {"state": {0: {"step": torch.tensor(93750.0), "exp_avg_sq": torch.full((4,), 1e-12)}}}
+    small = gpu_queue.compact(state, torch.bfloat16)
+    assert small["state"][0]["step"].item() == 93750.0
+    assert small["state"][0]["exp_avg_sq"].dtype == torch.bfloat16
+    assert (small["state"][0]["exp_avg_sq"] > 0).all()
+    assert gpu_queue.float32(small)["state"][0]["exp_avg_sq"].dtype == torch.float32

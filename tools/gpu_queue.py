@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -40,30 +41,39 @@ from dyreg_edu.train import load_checkpoint  # noqa: E402
 
 STATES = REPO / "states" / "multisync"
 RUNS = REPO / "runs" / "paper"
+#: The CUDA benchmarks of the first minute or two, in order of value; each gets at most
+#: ``BENCHMARK_SECONDS`` left of the budget (a slow or broken one cannot eat the window).
 BENCHMARKS = [
+    ["benchmarks/multisync.py", "--device", "cuda", "--videos", "200", "--loop-videos", "50", "--repeats", "1",
+     "--out", "results/benchmarks/multisync_cuda.json"],
     ["benchmarks/train_throughput.py", "--scale", "paper", "--device", "cuda", "--out", "results/benchmarks/train_throughput_cuda.json"],
-    ["benchmarks/multisync.py", "--device", "cuda", "--videos", "200", "--repeats", "1", "--out", "results/benchmarks/multisync_cuda.json"],
     ["benchmarks/block.py", "--device", "cuda", "--out", "results/benchmarks/block_cuda.json"],
     ["benchmarks/tsm_overhead.py", "--device", "cuda", "--repeats", "5", "--out", "results/benchmarks/tsm_overhead_cuda.json"],
 ]
+BENCHMARK_SECONDS = 110
 PIECE = 15 * 2**20
 
 
-def half(tree):
-    """Floating tensors of a (nested) state to fp16; the rest unchanged."""
+def compact(tree, dtype):
+    """Floating tensors of a (nested) state to ``dtype``; scalars (Adam's ``step``) and the rest unchanged.
+
+    The model goes to fp16 (more mantissa than bf16); the optimiser to bf16, whose range
+    keeps Adam's tiny second moments (fp16 would flush them to zero, and the first resumed
+    step would divide by ``eps`` alone).
+    """
     if torch.is_tensor(tree):
-        return tree.half() if tree.is_floating_point() and tree.dtype != torch.float16 else tree
+        return tree.to(dtype) if tree.is_floating_point() and tree.numel() > 1 else tree
     if isinstance(tree, dict):
-        return {k: half(v) for k, v in tree.items()}
+        return {k: compact(v, dtype) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [half(v) for v in tree]
+        return [compact(v, dtype) for v in tree]
     return tree
 
 
 def float32(tree):
-    """fp16 tensors of a (nested) state back to fp32; the rest unchanged."""
+    """Half-precision tensors of a (nested) state back to fp32; the rest unchanged."""
     if torch.is_tensor(tree):
-        return tree.float() if tree.dtype == torch.float16 else tree
+        return tree.float() if tree.dtype in (torch.float16, torch.bfloat16) else tree
     if isinstance(tree, dict):
         return {k: float32(v) for k, v in tree.items()}
     if isinstance(tree, list):
@@ -72,19 +82,23 @@ def float32(tree):
 
 
 def save_state(name: str) -> list[Path]:
-    """runs/paper/<name>/checkpoint.pt -> states/multisync/<name>/{model,optimizer}.pt (fp16) + log.jsonl."""
+    """runs/paper/<name>/checkpoint.pt -> states/multisync/<name>/{model (fp16),optimizer (bf16)}.pt + log.jsonl."""
     run = RUNS / name
     ckpt = load_checkpoint(run / "checkpoint.pt")
     folder = STATES / name
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(half({k: v for k, v in ckpt.items() if k != "optimizer"}), folder / "model.pt")  # rng: byte tensors
-    torch.save(half(ckpt["optimizer"]), folder / "optimizer.pt")
+    torch.save(compact({k: v for k, v in ckpt.items() if k != "optimizer"}, torch.float16), folder / "model.pt")  # rng: bytes
+    torch.save(compact(ckpt["optimizer"], torch.bfloat16), folder / "optimizer.pt")
     (folder / "log.jsonl").write_text((run / "log.jsonl").read_text())
     return [folder / "model.pt", folder / "optimizer.pt", folder / "log.jsonl"]
 
 
 def restore_state(name: str) -> None:
-    """states/multisync/<name>/ -> runs/paper/<name>/checkpoint.pt (fp32 again), when the run dir lacks it."""
+    """states/multisync/<name>/ -> runs/paper/<name>/checkpoint.pt (fp32 again), when the run dir lacks it.
+
+    A GPU continuation therefore starts from the rounded state: its losses are close to,
+    not bit-equal with, an uninterrupted run's (within one window, resume is exact).
+    """
     folder, run = STATES / name, RUNS / name
     if not (folder / "model.pt").exists() or (run / "checkpoint.pt").exists():
         return
@@ -112,41 +126,63 @@ def pack(paths: list[Path], out: Path) -> list[Path]:
     return pieces
 
 
+def run_benchmarks(device: str) -> list[Path]:
+    """The benchmarks of :data:`BENCHMARKS` within :data:`BENCHMARK_SECONDS` in all."""
+    changed, budget_end = [], time.time() + BENCHMARK_SECONDS
+    for command in BENCHMARKS:
+        command = [device if (i > 0 and command[i - 1] == "--device") else c for i, c in enumerate(command)]
+        out = REPO / command[command.index("--out") + 1]
+        left = budget_end - time.time()
+        if left < 10:
+            print(f"gpu_queue: no time left for {command[0]}", flush=True)
+            continue
+        try:
+            subprocess.run([sys.executable, *command], cwd=REPO, check=True, timeout=left)
+            changed.append(out)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            print(f"gpu_queue: benchmark {command[0]} failed: {error}", flush=True)
+    return changed
+
+
+def run_queue(deadline: float, device: str) -> list[Path]:
+    """The paper-scale runs in :data:`ablations.PRIORITY` order until ``deadline``; the files changed."""
+    changed: list[Path] = []
+    for name in ablations.PRIORITY:
+        if time.time() > deadline - 60:
+            break
+        try:
+            restore_state(name)
+            result = ablations.run_one(ablations.run_of(name), "paper", RUNS, deadline=deadline,
+                                       common={"device": device}, progress=False)
+        except Exception:  # report it and go on: one broken run must not cost the window
+            traceback.print_exc()
+            print(f"gpu_queue: {name} failed (traceback above); trying the next run", flush=True)
+            continue
+        if (RUNS / name / "checkpoint.pt").exists():
+            changed += save_state(name)
+        if result is None:
+            print(f"gpu_queue: {name} saved, unfinished", flush=True)
+            break
+        changed.append(ablations.results_dir("paper") / f"{name}.json")
+        changed.append(ablations.results_dir("paper") / "logs" / f"{name}.jsonl")
+        changed.append(REPO / "checkpoints" / f"multisync_{name}.pt")
+        print(f"gpu_queue: {name} finished at {result['val_accuracy']:.2f}%", flush=True)
+    return changed
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=8.5, help="stop everything (saved) after this long")
     p.add_argument("--out", type=Path, default=REPO / "_build" / "gpu_queue", help="where the packed results go")
     p.add_argument("--skip-benchmarks", action="store_true")
+    p.add_argument("--device", default="cuda", help="cuda (the point); cpu only to rehearse the queue")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         p.exit(2, "gpu_queue: no CUDA GPU here; the queue runs on a GPU machine only\n")
     start = time.time()
     deadline = start + 60 * args.minutes - 45  # leave time to save and pack
-    changed: list[Path] = []
-    if not args.skip_benchmarks:
-        for command in BENCHMARKS:
-            out = REPO / command[command.index("--out") + 1]
-            try:
-                subprocess.run([sys.executable, *command], cwd=REPO, check=True, timeout=120)
-                changed.append(out)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-                print(f"gpu_queue: benchmark {command[0]} failed: {error}", flush=True)
-    for name in ablations.PRIORITY:
-        if time.time() > deadline - 60:
-            break
-        restore_state(name)
-        run = ablations.run_of(name)
-        result = ablations.run_one(run, "paper", RUNS, deadline=deadline, common={"device": "cuda"}, progress=False)
-        if (RUNS / name / "checkpoint.pt").exists():
-            changed += save_state(name)
-        if result is not None:
-            changed.append(ablations.results_dir("paper") / f"{name}.json")
-            changed.append(ablations.results_dir("paper") / "logs" / f"{name}.jsonl")
-            changed.append(REPO / "checkpoints" / f"multisync_{name}.pt")
-            print(f"gpu_queue: {name} finished at {result['val_accuracy']:.2f}%", flush=True)
-        else:
-            print(f"gpu_queue: {name} saved, unfinished", flush=True)
-            break
+    changed = [] if args.skip_benchmarks else run_benchmarks(args.device)
+    changed += run_queue(deadline, args.device)
     for table in ablations.PAPER:
         changed.append(ablations.write_table(table, "paper"))
         changed.append(ablations.results_dir("paper") / f"table{table}.json")
