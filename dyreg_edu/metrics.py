@@ -3,6 +3,8 @@
 - :func:`accuracy` and :func:`confusion_matrix`: classification.
 - :func:`object_centric_distance`: the paper's object-centric metric (Appendix F.3,
   Eq. 15-16): how close the predicted regions' centres are to the ground-truth objects.
+- :func:`region_statistics`: whether the regions are still regions: how far apart the
+  nodes sit and how much of the map each one covers (a collapse shows here first).
 
 Coordinates: a region's centre ``(cx, cy)`` is in feature-map pixels (pixel ``q`` at the
 point ``q``, see ``api.md``); pixel ``q`` covers the part ``[q, q + 1) / W`` of the frame,
@@ -71,6 +73,28 @@ def object_centric_distance(centers: Tensor, objects: Tensor) -> dict[str, float
     sum_p, sum_r, n_p, n_r = distance_sums(centers, objects)
     precision, recall = sum_p.item() / n_p, sum_r.item() / n_r
     return {"precision": precision, "recall": recall, "score": harmonic_mean(precision, recall)}
+
+
+def region_statistics(regions: Tensor, map_height: int, map_width: int) -> dict[str, Tensor]:
+    """How spread out and how large regions ``[B, T, N, 4]`` (cx, cy, sx, sy in map pixels) are.
+
+    Returns sums over the ``B * T`` frames (add them over batches, divide by ``frames``):
+
+    - ``spread``: the standard deviation of the node centres over the ``N`` nodes, per axis,
+      as a fraction of the map side (0: all nodes on one point; about 0.29 for centres
+      spread evenly over the map);
+    - ``size``: the mean half-extent ``(sx + sy) / 2`` as a fraction of the map side
+      (the initial size ``H/6 + 2`` is 0.29 of a 16-pixel map; above 1 a region's tent
+      covers the whole map almost flatly: the node has become a global average);
+    - ``frames``: ``B * T``.
+    """
+    if regions.dim() != 4 or regions.shape[-1] != 4:
+        raise ValueError(f"regions must be [B, T, N, 4], got {tuple(regions.shape)}")
+    side = regions.new_tensor([map_width, map_height]).float()
+    frames = rearrange(regions.float(), "b t n p -> (b t) n p")
+    spread = (frames[..., :2].std(dim=1) / side).mean(-1)  # [(B T)]
+    size = (frames[..., 2:] / side).mean(dim=(1, 2))
+    return {"spread": spread.sum(), "size": size.sum(), "frames": frames.shape[0]}
 
 
 def motion_blind_ceiling(train_digits: Tensor, train_labels: Tensor, val_digits: Tensor, val_labels: Tensor) -> float:

@@ -21,7 +21,11 @@ or from Python: ``train(config("dyreg", "mini"), "runs/mini/dyreg")``.
 
 **Recipes** (:data:`RECIPES`): ``paper`` is the paper's SGD, lr 0.001, momentum 0.9
 (with the authors' weight decay 5e-4 and a constant rate); ``fast`` is AdamW with a short
-warm-up and a cosine decay, the default at both scales (the chapters show why).
+warm-up and a cosine decay. Each scale has its default (:data:`DEFAULT_RECIPES`): ``fast``
+at mini scale (the chapters show why), ``paper`` at paper scale, because the first GPU run
+with ``fast`` there (``results/multisync/attempts/dyreg_fast_recipe.json``) let the regions
+collapse: under Adam's normalised steps the sizes grew to 53 map widths and all nine nodes
+sat on the map's centre, every node a global average.
 
 **Exact resume.** The batch at step ``s`` is a pure function of ``(seed, s)``
 (:class:`~data_gen.multisync.MultiSyncLoader` orders each epoch by a counter-based hash),
@@ -52,7 +56,7 @@ from torch import Tensor, nn
 from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
 
 from .dyreg import VARIANTS
-from .metrics import accuracy, box_centers, confusion_matrix, distance_sums, harmonic_mean, region_centers
+from .metrics import accuracy, box_centers, confusion_matrix, distance_sums, harmonic_mean, region_centers, region_statistics
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 
 MODEL_VARIANTS = ("resnet18",) + VARIANTS
@@ -100,6 +104,8 @@ class TrainConfig:
     grad_clip: float = 5.0
     # bookkeeping
     eval_every: int = 250
+    bn_batches: int = 0  # before each validation, recompute BatchNorm statistics over this many training batches
+    log_every: int = 1  # per-step records are written in groups of this many (one GPU sync per group)
     checkpoint_minutes: float = 3.0
     seed: int = 0
     device: str = "cpu"
@@ -135,24 +141,31 @@ SCALES = {
                  batch_size=32, dropout=0.0, classifier_init="torch", eval_every=250),
     "paper": dict(size=128, num_digits=5, num_frames=10, train_videos=600_000, val_videos=10_000,
                   **PAPER_BACKBONE, backbone="scratch", freeze_backbone=False, epochs=10.0, batch_size=64,
-                  dropout=0.5, dropout_on="map", classifier_init="authors", eval_every=2000),
+                  dropout=0.5, dropout_on="map", classifier_init="authors", eval_every=2000, bn_batches=16, log_every=50),
 }
 #: Where one variant's settings differ at a scale: the mini plain model trains first, twice as long
 #: (to its motion-blind plateau), and the graph variants start from it.
 VARIANT_SETTINGS = {"mini": {"resnet18": dict(epochs=0.16, head_init="none")}}
 #: The optimisers: the paper's (Section 4.2) and a faster one.
+#: (The default of each scale is in :data:`DEFAULT_RECIPES`.)
 RECIPES = {
     "paper": dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, schedule="constant", warmup_steps=0),
     "fast": dict(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100),
 }
 
 
-def config(variant: str = "dyreg", scale: str = "mini", recipe: str = "fast", **overrides) -> TrainConfig:
-    """The configuration of ``variant`` at ``scale`` with ``recipe``; ``overrides`` replace any field."""
+#: The recipe each scale uses unless told otherwise (see the module's docstring for the evidence).
+DEFAULT_RECIPES = {"mini": "fast", "paper": "paper"}
+
+
+def config(variant: str = "dyreg", scale: str = "mini", recipe: str | None = None, **overrides) -> TrainConfig:
+    """The configuration of ``variant`` at ``scale`` with ``recipe`` (default: the scale's,
+    :data:`DEFAULT_RECIPES`); ``overrides`` replace any field."""
     if variant not in MODEL_VARIANTS:
         raise ValueError(f"variant must be one of {MODEL_VARIANTS}, got {variant!r}")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {tuple(SCALES)}, got {scale!r}")
+    recipe = DEFAULT_RECIPES.get(scale) if recipe is None else recipe
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
     settings = {**SCALES[scale], **RECIPES[recipe], **VARIANT_SETTINGS.get(scale, {}).get(variant, {})}
@@ -173,6 +186,8 @@ def check_config(cfg: TrainConfig) -> None:
         ("schedule", cfg.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
         ("backbone", cfg.backbone in ("digits", "scratch"), "'digits' or 'scratch'"),
         ("head_init", cfg.head_init in ("none", "resnet18"), "'none' or 'resnet18'"),
+        ("bn_batches", isinstance(cfg.bn_batches, int) and cfg.bn_batches >= 0, "an int >= 0"),
+        ("log_every", isinstance(cfg.log_every, int) and cfg.log_every >= 1, "a positive int"),
         ("device", cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "'cpu' or 'cuda'"),
         ("train_videos", cfg.train_videos >= cfg.batch_size, f"at least the batch size ({cfg.batch_size})"),
         ("val_videos", cfg.val_videos >= 1, "a positive int"),
@@ -249,6 +264,37 @@ def autocast(cfg: TrainConfig):
 
 
 @torch.no_grad()
+def recompute_batchnorm(model: SyncMNISTModel, data: MultiSyncMNIST, cfg: TrainConfig, batches: int) -> None:
+    """Precise BatchNorm: the running statistics of every BatchNorm that trains, recomputed as
+    the exact average over ``batches`` fixed training batches (the split's first videos).
+
+    Why: the running averages (momentum 0.1) describe the weights of the last few dozen steps.
+    When the weights move fast (AdamW at lr 2e-3 on the paper-scale model), they lag so far
+    behind that eval-mode accuracy falls to chance while the batch statistics are fine (we
+    measured 3% vs 33% on one checkpoint). The weights and the random state are untouched;
+    frozen BatchNorms keep their statistics. The model is left in eval mode.
+    """
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.weight is None or m.weight.requires_grad)]
+    model.eval()
+    if not norms or batches <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+        m.train()
+    device = next(model.parameters()).device
+    for k in range(batches):
+        video = data.batch(range(k * cfg.batch_size, (k + 1) * cfg.batch_size))["video"].to(device)
+        with autocast(cfg):
+            model(as_input(video))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+@torch.no_grad()
 def evaluate(model: SyncMNISTModel, data: MultiSyncMNIST, *, batch_size: int = 100, cfg: TrainConfig | None = None,
              confusion: bool = False, still: bool = False) -> dict:
     """Accuracy (percent), loss, and for models with regions the object-centric distance
@@ -260,7 +306,7 @@ def evaluate(model: SyncMNISTModel, data: MultiSyncMNIST, *, batch_size: int = 1
     """
     model.eval()
     device = next(model.parameters()).device
-    correct, loss_sum, sums = 0, 0.0, [0.0, 0.0, 0, 0]
+    correct, loss_sum, sums, shape = 0, 0.0, [0.0, 0.0, 0, 0], {"spread": 0.0, "size": 0.0, "frames": 0}
     predictions, labels = [], []
     ctx = autocast(cfg) if cfg is not None else contextlib.nullcontext()
     for start in range(0, len(data), batch_size):
@@ -279,10 +325,13 @@ def evaluate(model: SyncMNISTModel, data: MultiSyncMNIST, *, batch_size: int = 1
             centers = region_centers(aux["regions"].float(), model.graph.height, model.graph.width)
             part = distance_sums(centers, box_centers(batch["boxes"].to(device), data.size))
             sums = [a + (b.item() if torch.is_tensor(b) else b) for a, b in zip(sums, part)]
+            stats = region_statistics(aux["regions"], model.graph.height, model.graph.width)
+            shape = {k: shape[k] + (v.item() if torch.is_tensor(v) else v) for k, v in stats.items()}
     out = {"val_accuracy": 100.0 * correct / len(data), "val_loss": loss_sum / len(data), "val_videos": len(data)}
     if sums[2]:
         precision, recall = sums[0] / sums[2], sums[1] / sums[3]
         out["object_centric"] = {"precision": precision, "recall": recall, "score": harmonic_mean(precision, recall)}
+        out["regions"] = {"spread": shape["spread"] / shape["frames"], "size": shape["size"] / shape["frames"]}
     if confusion:
         out["confusion"] = confusion_matrix(torch.cat(predictions), torch.cat(labels), NUM_CLASSES)
     return out
@@ -572,6 +621,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     deadline = time.time() + 60 * max_minutes if max_minutes is not None else math.inf
     last_save, order, order_epoch = time.time(), None, None
     bar = _progress(range(state["step"], stop), progress, cfg.variant, initial=state["step"], total=stop)
+    pending: list[dict] = []  # this group's step records, their numbers still on the device
     with log_path.open("a") as log:
         while state["step"] < stop and time.time() < deadline:
             tic, step = time.time(), state["step"]
@@ -594,26 +644,33 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
             optimizer.step()
             state["step"] = step + 1
             state["seconds"] += time.time() - tic
-            record = {"step": state["step"], "loss": round(loss.item(), 6), "accuracy": round(accuracy(logits, label), 2),
-                      "lr": optimizer.param_groups[0]["lr"], "videos_per_second": round(cfg.batch_size / (time.time() - tic), 1)}
-            if model.graph is not None:
-                record["gamma"] = _gammas(model)
-            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.total_steps:
-                tic = time.time()
-                record.update(_rounded(evaluate(model, val_data, cfg=cfg)))
-                state["seconds"] += time.time() - tic
-                state["best_val_accuracy"] = max(state["best_val_accuracy"] or 0.0, record["val_accuracy"])
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if progress:
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.0f}",
-                                vps=f"{record['videos_per_second']:.0f}", val=record.get("val_accuracy", ""))
-            if time.time() - last_save > 60 * cfg.checkpoint_minutes:
+            pending.append(_step_record(model, state["step"], loss, logits, label, optimizer.param_groups[0]["lr"], tic))
+            validate = state["step"] % cfg.eval_every == 0 or state["step"] == cfg.total_steps
+            if validate or len(pending) >= cfg.log_every or state["step"] == stop:
+                records = _flush(pending, cfg.batch_size)
+                if validate:
+                    tic = time.time()
+                    recompute_batchnorm(model, train_data, cfg, cfg.bn_batches)
+                    records[-1].update(_rounded(evaluate(model, val_data, cfg=cfg)))
+                    state["seconds"] += time.time() - tic
+                    state["best_val_accuracy"] = max(state["best_val_accuracy"] or 0.0, records[-1]["val_accuracy"])
+                for record in records:
+                    log.write(json.dumps(record) + "\n")
+                log.flush()
+                if progress:
+                    record = records[-1]
+                    bar.update(len(records))
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.0f}",
+                                    vps=f"{record['videos_per_second']:.0f}", val=record.get("val_accuracy", ""))
+            if not pending and time.time() - last_save > 60 * cfg.checkpoint_minutes:
                 save_checkpoint(ckpt_path, model, optimizer, cfg, state)
                 last_save = time.time()
+        if pending:  # the deadline came inside a group
+            for record in _flush(pending, cfg.batch_size):
+                log.write(json.dumps(record) + "\n")
     if progress:
         bar.close()
+    recompute_batchnorm(model, train_data, cfg, cfg.bn_batches)
     save_checkpoint(ckpt_path, model, optimizer, cfg, state)
     result = _result(cfg, model, val_data, state, log_path, command, backbone_report)
     if head_report is not None:
@@ -654,12 +711,37 @@ def python_command(cfg: TrainConfig) -> str:
     return f"dyreg_edu.train.train(config({cfg.variant!r}, {cfg.scale!r}, {cfg.recipe!r}{args}), out_dir)"
 
 
-def _gammas(model: SyncMNISTModel) -> dict:
-    """The two scales that start at zero: the residual LayerNorm's and the regions' gamma (Eq. 11)."""
-    g = {"residual": model.graph.residual_norm.scale.detach().abs().mean().item()}
+def _step_record(model, step: int, loss: Tensor, logits: Tensor, label: Tensor, lr: float, tic: float) -> dict:
+    """One step's log record, its numbers left on the device until :func:`_flush`."""
+    record = {"step": step, "loss": loss.detach(), "correct": (logits.argmax(-1) == label).sum(), "lr": lr, "tic": tic}
+    if model.graph is not None:
+        record["gamma"] = _gamma_tensors(model)
+    return record
+
+
+def _flush(pending: list[dict], batch_size: int) -> list[dict]:
+    """The pending records as plain JSON records, with one device sync for the whole group.
+
+    ``videos_per_second`` is the group's rate (with ``log_every = 1``, each step's own).
+    """
+    records, seconds = [], time.time() - pending[0]["tic"]
+    numbers = torch.stack([torch.stack([r["loss"].float(), r["correct"].float(), *r.get("gamma", {}).values()])
+                           for r in pending]).tolist()  # one sync
+    for r, values in zip(pending, numbers):
+        record = {"step": r["step"], "loss": round(values[0], 6), "accuracy": round(100.0 * values[1] / batch_size, 2),
+                  "lr": r["lr"], "videos_per_second": round(batch_size * len(pending) / seconds, 1)}
+        if "gamma" in r:
+            record["gamma"] = {k: round(v, 5) for k, v in zip(r["gamma"], values[2:])}
+        records.append(record)
+    pending.clear()
+    return records
+
+
+def _gamma_tensors(model: SyncMNISTModel) -> dict[str, Tensor]:
+    g = {"residual": model.graph.residual_norm.scale.detach().abs().mean()}
     if model.graph.properties.kernels == "regions":
-        g["regions"] = model.graph.region_generator.gamma.detach().abs().mean().item()
-    return {k: round(v, 5) for k, v in g.items()}
+        g["regions"] = model.graph.region_generator.gamma.detach().abs().mean()
+    return g
 
 
 def _rounded(d: dict) -> dict:
@@ -705,7 +787,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dyreg_edu.train", description="Train a MultiSyncMNIST model.")
     p.add_argument("--variant", required=True, help=f"one of {', '.join(MODEL_VARIANTS)}")
     p.add_argument("--scale", default="mini", help="mini (CPU, minutes) or paper (GPU)")
-    p.add_argument("--recipe", default="fast", help="fast (AdamW, cosine) or paper (SGD 0.001, momentum 0.9)")
+    p.add_argument("--recipe", help="fast (AdamW, cosine) or paper (SGD 0.001, momentum 0.9); default: mini fast, paper paper")
     p.add_argument("--out", required=True, help="run directory: log.jsonl, checkpoint.pt, result.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--max-steps", type=int, help="stop after this many steps from the start of training")

@@ -59,3 +59,16 @@ def test_compact_keeps_adam_second_moments_and_steps():
     assert small["state"][0]["exp_avg_sq"].dtype == torch.bfloat16
     assert (small["state"][0]["exp_avg_sq"] > 0).all()
     assert gpu_queue.float32(small)["state"][0]["exp_avg_sq"].dtype == torch.float32
+
+
+def test_each_window_is_recorded_with_its_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_queue, "STATES", tmp_path / "states")
+    folder = tmp_path / "states" / "dyreg"
+    folder.mkdir(parents=True)
+    (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n')
+    path = gpu_queue.record_window("dyreg", 0, 12.3, "cpu")
+    (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n{"step": 90}\n')
+    gpu_queue.record_window("dyreg", 40, 4.0, "cpu")
+    windows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(w["from_step"], w["to_step"]) for w in windows] == [(0, 40), (40, 90)]
+    assert all({"date", "device", "commit", "wall_seconds"} <= set(w) for w in windows)

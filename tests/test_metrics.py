@@ -48,3 +48,17 @@ def test_motion_blind_ceiling():
     val_digits = torch.tensor([[2, 1], [1, 2], [3, 3], [3, 3]])
     val_labels = torch.tensor([5, 6, 7, 0])
     assert motion_blind_ceiling(train_digits, train_labels, val_digits, val_labels) == 50.0
+
+
+def test_region_statistics_on_hand_made_regions():
+    from dyreg_edu.metrics import region_statistics
+
+    # one frame, two nodes on a 16 x 16 map: centres 8 px apart on x, sizes 4 and 12
+    regions = torch.tensor([[[[4.0, 8.0, 4.0, 4.0], [12.0, 8.0, 12.0, 12.0]]]])
+    stats = region_statistics(regions, 16, 16)
+    assert stats["frames"] == 1
+    spread_x = torch.tensor([4.0, 12.0]).std() / 16  # y spread is 0
+    assert stats["spread"].item() == pytest.approx(spread_x.item() / 2)
+    assert stats["size"].item() == pytest.approx(0.5)  # (4 + 12) / 2 / 16
+    with pytest.raises(ValueError, match=r"\[B, T, N, 4\]"):
+        region_statistics(regions[0], 16, 16)

@@ -190,3 +190,47 @@ def test_paper_scale_is_the_papers_model_and_data():
     assert model.dropout.p == 0.5 and model.dropout_on == "map" and model.classifier.weight.std() < 0.002
     paper = config("dyreg", "paper", recipe="paper")
     assert (paper.optimizer, paper.lr, paper.momentum) == ("sgd", 1e-3, 0.9)
+
+
+def test_grouped_logging_keeps_every_step_and_the_same_losses(tmp_path):
+    """log_every > 1 (one GPU sync per group) writes the same per-step records as log_every = 1."""
+    torch.manual_seed(0)
+    train.train(tiny("dyreg", log_every=1), tmp_path / "one", max_steps=7, progress=False)
+    torch.manual_seed(0)
+    train.train(tiny("dyreg", log_every=3), tmp_path / "three", max_steps=7, progress=False)
+    one = [json.loads(line) for line in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
+    three = [json.loads(line) for line in (tmp_path / "three" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in three] == list(range(1, 8))
+    for a, b in zip(one, three):
+        assert a["loss"] == b["loss"] and a["accuracy"] == b["accuracy"] and a["gamma"] == b["gamma"]
+        assert ("val_accuracy" in a) == ("val_accuracy" in b)
+
+
+def test_recompute_batchnorm_gives_the_exact_statistics_of_its_batches():
+    from torch import nn
+    from dyreg_edu.train import build_data, build_model, recompute_batchnorm
+
+    cfg = tiny("resnet18", train_videos=16)
+    model, data = build_model(cfg), build_data(cfg, "train")
+    first = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    first.running_mean.fill_(1e3)
+    seen = []
+    hook = first.register_forward_hook(lambda m, inputs, output: seen.append(inputs[0].detach()))
+    recompute_batchnorm(model, data, cfg, batches=2)
+    hook.remove()
+    inputs = torch.cat(seen)  # the 2 x 8 videos' frames
+    torch.testing.assert_close(first.running_mean, inputs.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert not model.training and first.momentum == 0.1
+
+
+def test_recompute_batchnorm_leaves_frozen_batchnorms_alone():
+    from torch import nn
+    from dyreg_edu.train import build_data, build_model, freeze, recompute_batchnorm
+
+    cfg = tiny("resnet18", train_videos=16)
+    model, data = build_model(cfg), build_data(cfg, "train")
+    freeze(model)
+    frozen = next(m for m in model.stem.modules() if isinstance(m, nn.BatchNorm2d))
+    before = frozen.running_mean.clone()
+    recompute_batchnorm(model, data, cfg, batches=1)
+    assert torch.equal(frozen.running_mean, before)

@@ -144,12 +144,38 @@ def run_benchmarks(device: str) -> list[Path]:
     return changed
 
 
+def last_step(log: Path) -> int:
+    """The step of a run's last log record (0 for no log)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
+def record_window(name: str, first_step: int, seconds: float, device: str) -> Path:
+    """Append this window's share of run ``name`` to ``states/multisync/<name>/windows.jsonl``:
+    when, on what, with which commit, from which step to which (a run's provenance across windows)."""
+    from dyreg_edu.notebook import git_commit
+    from dyreg_edu.train import provenance_fields
+
+    folder = STATES / name
+    fields = provenance_fields("python tools/gpu_queue.py", seconds, device)
+    window = {"date": fields["date"], "device": fields["device"], "commit": git_commit(),
+              "from_step": first_step, "to_step": last_step(folder / "log.jsonl"), "wall_seconds": fields["wall_seconds"]}
+    path = folder / "windows.jsonl"
+    with path.open("a") as f:
+        f.write(json.dumps(window) + "\n")
+    return path
+
+
 def run_queue(deadline: float, device: str) -> list[Path]:
     """The paper-scale runs in :data:`ablations.PRIORITY` order until ``deadline``; the files changed."""
     changed: list[Path] = []
     for name in ablations.PRIORITY:
         if time.time() > deadline - 60:
             break
+        done = ablations.read_result("paper", name)
+        if done and done.get("finished"):
+            continue
+        first_step, tic = last_step(STATES / name / "log.jsonl"), time.time()
         try:
             restore_state(name)
             result = ablations.run_one(ablations.run_of(name), "paper", RUNS, deadline=deadline,
@@ -160,6 +186,7 @@ def run_queue(deadline: float, device: str) -> list[Path]:
             continue
         if (RUNS / name / "checkpoint.pt").exists():
             changed += save_state(name)
+            changed.append(record_window(name, first_step, time.time() - tic, device))
         if result is None:
             print(f"gpu_queue: {name} saved, unfinished", flush=True)
             break
