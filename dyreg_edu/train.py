@@ -56,7 +56,7 @@ from torch import Tensor, nn
 from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
 
 from .dyreg import VARIANTS
-from .metrics import accuracy, box_centers, confusion_matrix, distance_sums, harmonic_mean, region_centers, region_statistics
+from .metrics import box_centers, confusion_matrix, distance_sums, harmonic_mean, region_centers, region_statistics
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 
 MODEL_VARIANTS = ("resnet18",) + VARIANTS
