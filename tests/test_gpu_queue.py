@@ -4,6 +4,7 @@ import io
 import json
 import tarfile
 
+import pytest
 import torch
 
 from tools import gpu_queue
@@ -72,3 +73,20 @@ def test_each_window_is_recorded_with_its_steps(tmp_path, monkeypatch):
     windows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(w["from_step"], w["to_step"]) for w in windows] == [(0, 40), (40, 90)]
     assert all({"date", "device", "commit", "wall_seconds"} <= set(w) for w in windows)
+
+
+def test_diagnose_state_reports_batchnorm_and_regions(tmp_path):
+    from tools import diagnose_state
+
+    cfg = tiny("dyreg", train_videos=16)
+    train.train(cfg, tmp_path / "run", max_steps=2, progress=False)
+    out = tmp_path / "diagnosis.json"
+    diagnose_state.main([str(tmp_path / "run"), "--videos", "4", "--bn-batches", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["steps"] == 2 and report["measured_on_videos"] == 4
+    for key in ("bn_statistics_as_saved", "bn_statistics_recomputed"):
+        assert set(report[key]["regions"]) == {"spread", "size"}
+    assert {"command", "commit", "device", "date", "wall_seconds"} <= set(report)
+    assert out.with_suffix(".log.jsonl").exists()
+    with pytest.raises(FileNotFoundError, match="neither model.pt"):
+        diagnose_state.main([str(tmp_path)])
