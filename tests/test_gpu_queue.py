@@ -90,3 +90,19 @@ def test_diagnose_state_reports_batchnorm_and_regions(tmp_path):
     assert out.with_suffix(".log.jsonl").exists()
     with pytest.raises(FileNotFoundError, match="neither model.pt"):
         diagnose_state.main([str(tmp_path)])
+
+
+def test_recorded_benchmarks_are_not_run_again(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpu_queue, "REPO", tmp_path)
+    ran = []
+    monkeypatch.setattr(gpu_queue.subprocess, "run", lambda command, **kw: ran.append(command[1]))
+    for command in gpu_queue.BENCHMARKS[:2]:  # the first two are recorded already
+        out = tmp_path / command[command.index("--out") + 1]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+    changed = gpu_queue.run_benchmarks("cuda")
+    assert ran == [command[0] for command in gpu_queue.BENCHMARKS[2:]]
+    assert len(changed) == len(gpu_queue.BENCHMARKS) - 2
+    ran.clear()
+    gpu_queue.run_benchmarks("cuda", rerun=True)
+    assert ran == [command[0] for command in gpu_queue.BENCHMARKS]

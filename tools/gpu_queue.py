@@ -6,7 +6,8 @@ GPU time comes in short windows (about 15 minutes, now and then), so the queue
 picks up where the last window stopped and stops itself in time to save:
 
 1. Its first minute records the CUDA rows of the benchmarks
-   (``results/benchmarks/{block,multisync,train_throughput,tsm_overhead}_cuda.json``).
+   (``results/benchmarks/{block,multisync,train_throughput,tsm_overhead}_cuda.json``), those not
+   recorded yet (``--rerun-benchmarks`` measures them all again, e.g. on another GPU).
 2. The rest goes to the paper-scale MultiSyncMNIST runs in the order of their value
    (:data:`dyreg_edu.ablations.PRIORITY`: ``dyreg``, ``fixed``, ``resnet18``, ``pos_only``,
    then the others). Each resumes from its committed state in ``states/multisync/<name>/``
@@ -126,12 +127,16 @@ def pack(paths: list[Path], out: Path) -> list[Path]:
     return pieces
 
 
-def run_benchmarks(device: str) -> list[Path]:
-    """The benchmarks of :data:`BENCHMARKS` within :data:`BENCHMARK_SECONDS` in all."""
+def run_benchmarks(device: str, rerun: bool = False) -> list[Path]:
+    """The benchmarks of :data:`BENCHMARKS` within :data:`BENCHMARK_SECONDS` in all; those whose
+    result file is already committed are skipped unless ``rerun`` (GPU minutes go to training)."""
     changed, budget_end = [], time.time() + BENCHMARK_SECONDS
     for command in BENCHMARKS:
         command = [device if (i > 0 and command[i - 1] == "--device") else c for i, c in enumerate(command)]
         out = REPO / command[command.index("--out") + 1]
+        if out.exists() and not rerun:
+            print(f"gpu_queue: {out.relative_to(REPO)} is recorded; skipped (--rerun-benchmarks runs it)", flush=True)
+            continue
         left = budget_end - time.time()
         if left < 10:
             print(f"gpu_queue: no time left for {command[0]}", flush=True)
@@ -202,13 +207,14 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=8.5, help="stop everything (saved) after this long")
     p.add_argument("--out", type=Path, default=REPO / "_build" / "gpu_queue", help="where the packed results go")
     p.add_argument("--skip-benchmarks", action="store_true")
+    p.add_argument("--rerun-benchmarks", action="store_true", help="run the benchmarks even where their results exist")
     p.add_argument("--device", default="cuda", help="cuda (the point); cpu only to rehearse the queue")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.exit(2, "gpu_queue: no CUDA GPU here; the queue runs on a GPU machine only\n")
     start = time.time()
     deadline = start + 60 * args.minutes - 45  # leave time to save and pack
-    changed = [] if args.skip_benchmarks else run_benchmarks(args.device)
+    changed = [] if args.skip_benchmarks else run_benchmarks(args.device, rerun=args.rerun_benchmarks)
     changed += run_queue(deadline, args.device)
     for table in ablations.PAPER:
         changed.append(ablations.write_table(table, "paper"))
