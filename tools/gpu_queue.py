@@ -55,6 +55,17 @@ BENCHMARK_SECONDS = 110
 PIECE = 15 * 2**20
 
 
+def map_tensors(tree, fn):
+    """``fn`` applied to every tensor of a (nested dict/list) state; the rest unchanged."""
+    if torch.is_tensor(tree):
+        return fn(tree)
+    if isinstance(tree, dict):
+        return {k: map_tensors(v, fn) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [map_tensors(v, fn) for v in tree]
+    return tree
+
+
 def compact(tree, dtype):
     """Floating tensors of a (nested) state to ``dtype``; scalars (Adam's ``step``) and the rest unchanged.
 
@@ -62,24 +73,12 @@ def compact(tree, dtype):
     keeps Adam's tiny second moments (fp16 would flush them to zero, and the first resumed
     step would divide by ``eps`` alone).
     """
-    if torch.is_tensor(tree):
-        return tree.to(dtype) if tree.is_floating_point() and tree.numel() > 1 else tree
-    if isinstance(tree, dict):
-        return {k: compact(v, dtype) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [compact(v, dtype) for v in tree]
-    return tree
+    return map_tensors(tree, lambda t: t.to(dtype) if t.is_floating_point() and t.numel() > 1 else t)
 
 
 def float32(tree):
     """Half-precision tensors of a (nested) state back to fp32; the rest unchanged."""
-    if torch.is_tensor(tree):
-        return tree.float() if tree.dtype in (torch.float16, torch.bfloat16) else tree
-    if isinstance(tree, dict):
-        return {k: float32(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [float32(v) for v in tree]
-    return tree
+    return map_tensors(tree, lambda t: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t)
 
 
 def save_state(name: str) -> list[Path]:
@@ -158,12 +157,11 @@ def last_step(log: Path) -> int:
 def record_window(name: str, first_step: int, seconds: float, device: str) -> Path:
     """Append this window's share of run ``name`` to ``states/multisync/<name>/windows.jsonl``:
     when, on what, with which commit, from which step to which (a run's provenance across windows)."""
-    from dyreg_edu.notebook import git_commit
     from dyreg_edu.train import provenance_fields
 
     folder = STATES / name
     fields = provenance_fields("python tools/gpu_queue.py", seconds, device)
-    window = {"date": fields["date"], "device": fields["device"], "commit": git_commit(),
+    window = {"date": fields["date"], "device": fields["device"], "commit": fields["commit"],
               "from_step": first_step, "to_step": last_step(folder / "log.jsonl"), "wall_seconds": fields["wall_seconds"]}
     path = folder / "windows.jsonl"
     with path.open("a") as f:
