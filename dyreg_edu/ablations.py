@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .train import (DEFAULT_DIGIT_STEPS, REPO_ROOT, SCALES, TrainConfig, config, export_checkpoint, resnet_head_path,
-                    train)
+from .train import (DEFAULT_DIGIT_STEPS, REPO_ROOT, SCALES, TrainConfig, config, design_summary, design_tag,
+                    export_checkpoint, resnet_head_path, train)
 
 #: The paper's accuracies (percent) on MultiSyncMNIST.
 PAPER = {
@@ -93,23 +93,26 @@ def table_runs(table: str, scale: str = "mini") -> list[Run]:
     return [run_of(name) for name in names]
 
 
-def results_dir(scale: str, digit_steps: int = DEFAULT_DIGIT_STEPS) -> Path:
-    """``results/multisync/mini`` (or the paper scale's ``results/multisync``); a mini design with a
-    longer-pretrained digit backbone keeps its own tables in ``mini/digits<steps>/``."""
+def results_dir(scale: str, **design) -> Path:
+    """``results/multisync/mini`` (or the paper scale's ``results/multisync``). Another design
+    (``design``: settings such as ``digit_steps=6000`` or ``digit_size=14, max_step=5``) keeps its
+    own results and tables in a folder named by :func:`~dyreg_edu.train.design_tag`
+    (``mini/digits6000/``, ``mini/px14_step5/``)."""
     folder = REPO_ROOT / "results" / "multisync" / ("mini" if scale == "mini" else "")
-    return folder if digit_steps == DEFAULT_DIGIT_STEPS else folder / f"digits{digit_steps}"
+    tag = design_tag(config("resnet18", scale, **design))
+    return folder / tag.lstrip("_") if tag else folder
 
 
-def read_result(scale: str, name: str, digit_steps: int = DEFAULT_DIGIT_STEPS) -> dict | None:
-    path = results_dir(scale, digit_steps) / f"{name}.json"
+def read_result(scale: str, name: str, **design) -> dict | None:
+    path = results_dir(scale, **design) / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: dict, progress: bool) -> dict | None:
     """Train (or resume) one run until it finishes or the deadline; returns its result when finished."""
     cfg = run.config(scale, **common)
-    steps = cfg.digit_steps
-    done = read_result(scale, run.name, steps)
+    design = {k: v for k, v in common.items() if k != "device"}
+    done = read_result(scale, run.name, **design)
     if done and done.get("finished"):  # settings added since the run was made take their defaults
         saved = TrainConfig.from_dict(done["config"])
         if saved.to_dict() == dataclasses.replace(cfg, device=saved.device).to_dict():
@@ -124,11 +127,11 @@ def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: d
     result = train(cfg, out, resume=resume, max_minutes=minutes, progress=progress, command=command + " (via dyreg_edu.ablations)")
     if not result["finished"]:
         return None
-    path = results_dir(scale, steps) / f"{run.name}.json"
+    path = results_dir(scale, **design) / f"{run.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    keep_log(out / "log.jsonl", results_dir(scale, steps) / "logs" / f"{run.name}.jsonl")
-    if run.name in BOOK_CHECKPOINTS and steps == DEFAULT_DIGIT_STEPS:
+    keep_log(out / "log.jsonl", results_dir(scale, **design) / "logs" / f"{run.name}.jsonl")
+    if run.name in BOOK_CHECKPOINTS and not design_tag(cfg):
         prefix = "multisync_mini_" if scale == "mini" else "multisync_"
         export_checkpoint(out, REPO_ROOT / "checkpoints" / f"{prefix}{run.name}.pt")
     elif run.name == "resnet18" and scale == "mini":  # the start of this design's graph variants
@@ -145,11 +148,12 @@ def keep_log(source: Path, target: Path, every: int = 10) -> Path:
     return target
 
 
-def write_table(table: str, scale: str, digit_steps: int = DEFAULT_DIGIT_STEPS) -> Path:
-    """``table<k>.md`` and ``.json`` from the result files present, beside the paper's numbers."""
+def write_table(table: str, scale: str, **design) -> Path:
+    """``table<k>.md`` and ``.json`` from the result files present, beside the paper's numbers
+    (``design``: as for :func:`results_dir`)."""
     rows = []
     for run in table_runs(table, scale):
-        result = read_result(scale, run.name, digit_steps)
+        result = read_result(scale, run.name, **design)
         rows.append({"name": run.name, "model": ROW_NAMES.get(run.name, run.name), "paper": PAPER.get(table, {}).get(run.name,
                      PAPER["6"].get(run.name)),
                      "ours": result["val_accuracy"] if result else None,
@@ -157,12 +161,11 @@ def write_table(table: str, scale: str, digit_steps: int = DEFAULT_DIGIT_STEPS) 
                      "object_centric": (result.get("object_centric") or {}).get("score") if result else None,
                      "train_videos": result["train_videos"] if result else None,
                      "wall_seconds": result["wall_seconds"] if result else None})
-    folder = results_dir(scale, digit_steps)
+    folder = results_dir(scale, **design)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"table{table}.json").write_text(json.dumps({"table": table, "scale": scale, "rows": rows}, indent=2) + "\n")
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
-    design = "" if digit_steps == DEFAULT_DIGIT_STEPS else f", digit backbone pretrained {digit_steps} steps"
-    lines = [f"# {TITLES[table]} ({scale} scale{design})", "",
+    lines = [f"# {TITLES[table]} ({scale} scale{design_summary(config('resnet18', scale, **design))})", "",
              "| model | paper (%) | ours (%) | ours, still videos (%) | object-centric distance | training videos | minutes |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -189,6 +192,9 @@ def main(argv=None) -> int:
     p.add_argument("--digit-steps", type=int, default=DEFAULT_DIGIT_STEPS,
                    help="mini design: pretraining steps of the digit backbone (another value keeps its own "
                         "results in results/multisync/mini/digits<steps>/)")
+    p.add_argument("--digit-size", type=int, help="mini design: digit size in video pixels (default: 7 at 64; "
+                   "its own results in results/multisync/mini/px<size>.../)")
+    p.add_argument("--max-step", type=float, help="mini design: the largest step a frame in video pixels (default 2.5 at 64)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -206,15 +212,15 @@ def main(argv=None) -> int:
             order.insert(0, "resnet18")
         runs_root = args.runs or REPO_ROOT / "runs" / args.scale
         deadline = time.time() + 60 * args.max_minutes
+        design = {k: v for k, v in (("digit_steps", args.digit_steps), ("digit_size", args.digit_size),
+                                    ("max_step", args.max_step)) if v is not None and not (k == "digit_steps" and v == DEFAULT_DIGIT_STEPS)}
         for name in order:
-            common = {"device": args.device}
-            if args.digit_steps != DEFAULT_DIGIT_STEPS:
-                common["digit_steps"] = args.digit_steps
+            common = {"device": args.device, **design}
             result = run_one(names[name], args.scale, runs_root, deadline=deadline, common=common,
                              progress=not args.no_progress)
             print(f"{name}: " + (f"{result['val_accuracy']:.2f}%" if result else "unfinished"), flush=True)
         for table in tables:
-            print(write_table(table, args.scale, args.digit_steps).read_text())
+            print(write_table(table, args.scale, **design).read_text())
     except ValueError as error:
         p.exit(2, f"{p.prog}: error: {error}\n")
     return 0

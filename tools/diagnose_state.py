@@ -46,8 +46,7 @@ def load_state(folder: Path) -> dict:
 
 def first_videos(cfg: TrainConfig, videos: int) -> MultiSyncMNIST:
     """The first ``videos`` of the run's validation slice (the same videos, in the same order)."""
-    return MultiSyncMNIST("val", num_videos=videos, num_digits=cfg.num_digits, num_frames=cfg.num_frames,
-                          size=cfg.size, seed=cfg.data_seed)
+    return train.build_data(dataclasses.replace(cfg, val_videos=videos), "val", device="cpu")
 
 
 def summary(evaluation: dict) -> dict:
