@@ -46,7 +46,8 @@ ROW_NAMES = {
     "resnet18": "ResNet-18 (no graph)", "fixed": "Fixed", "static": "Static", "constant_time": "Constant-Time",
     "pos_only": "Position-Only", "dyreg": "DyReg-GNN", "semantic": "Semantic", "lite": "DyReg-GNN-Lite",
     "no_gru": "DyReg-GNN without GRU",
-    "resnet18_continued": "ResNet-18 trained on as long as the graph variants (control)", "dyreg_nodes5": "DyReg, 5 nodes", "dyreg_nodes16": "DyReg, 16 nodes",
+    "resnet18_continued": "ResNet-18 trained on as long as the graph variants (control)",
+    "resnet18_tsm": "ResNet-18 with a temporal shift, trained as long (motion-aware control)", "dyreg_nodes5": "DyReg, 5 nodes", "dyreg_nodes16": "DyReg, 16 nodes",
     "pos_only_size2.67": "fixed size, lambda = 6", "pos_only_size2.29": "fixed size, lambda = 7",
     "pos_only_size2": "fixed size, lambda = 8", "pos_only_size1.45": "fixed size, lambda = 11",
     "pos_only_size1": "fixed size, lambda = 16 (bilinear)",
@@ -72,9 +73,12 @@ class Run:
 def run_of(name: str) -> Run:
     """The run called ``name``: a variant, ``<variant>_nodes<N>``, ``pos_only_size<s>`` or
     ``resnet18_continued`` (the plain model trained on from its checkpoint for as many videos as
-    a mini graph variant gets: the control that says what the graph adds beyond more training)."""
-    if name == "resnet18_continued":
-        return Run(name, "resnet18", {"head_init": "resnet18", "epochs": SCALES["mini"]["epochs"]})
+    a mini graph variant gets: the control that says what the graph adds beyond more training) or
+    ``resnet18_tsm`` (the same with TSM's temporal shift before ``layer3``: the control that says
+    whether motion can be learned at all in those videos, without a graph)."""
+    if name in ("resnet18_continued", "resnet18_tsm"):
+        shift = {"temporal_shift": True} if name == "resnet18_tsm" else {}
+        return Run(name, "resnet18", {"head_init": "resnet18", "epochs": SCALES["mini"]["epochs"], **shift})
     if name.startswith("dyreg_nodes"):
         return Run(name, "dyreg", {"num_nodes": int(name[len("dyreg_nodes"):])})
     if name.startswith("pos_only_size"):
@@ -88,8 +92,8 @@ def table_runs(table: str, scale: str = "mini") -> list[Run]:
     names = list(PAPER[table])
     if table == "5":
         names = ["resnet18"] + names  # the motion-blind plain model, for reference
-        if scale == "mini":  # graph variants start from it there: the plain model trained on as long
-            names.insert(1, "resnet18_continued")
+        if scale == "mini":  # graph variants start from it there: the plain model trained on as long,
+            names[1:1] = ["resnet18_continued", "resnet18_tsm"]  # without and with a view of motion
     return [run_of(name) for name in names]
 
 

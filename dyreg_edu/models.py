@@ -86,12 +86,16 @@ class SyncMNISTModel(nn.Module):
             the spatial mean) or ``"pooled"`` (the usual place: after the mean).
         classifier_init: ``"authors"`` (weights N(0, 0.001), bias 0, as their TSN head) or
             ``"torch"`` (``nn.Linear``'s default).
+        temporal_shift: shift a quarter of ``layer3``'s input channels by one frame (TSM's
+            shift, :func:`temporal_shift`, in place: an eighth from the next frame, an eighth
+            from the previous), so that the plain model can see motion without a graph: the
+            motion-aware control of Chapter 7. Adds no parameters.
     """
 
     def __init__(self, variant: str = "dyreg", num_classes: int = 56, num_nodes: int = 9, *, input_size: int = 128,
                  widths=PAPER_BACKBONE["widths"], blocks=PAPER_BACKBONE["blocks"], stem: str = "resnet",
                  node_dim: int = 32, region_dim: int = 32, dropout: float = 0.0, dropout_on: str = "map",
-                 classifier_init: str = "torch", **block_kwargs):
+                 classifier_init: str = "torch", temporal_shift: bool = False, **block_kwargs):
         super().__init__()
         if variant != "resnet18" and variant not in VARIANTS:
             raise ValueError(f"variant must be 'resnet18' or one of {VARIANTS}, got {variant!r}")
@@ -102,7 +106,7 @@ class SyncMNISTModel(nn.Module):
         stride = {"resnet": 8, "small": 4}.get(stem, 0)
         if stride and input_size % stride:
             raise ValueError(f"input_size must be a multiple of {stride} for stem {stem!r}, got {input_size}")
-        self.input_size, self.dropout_on = input_size, dropout_on
+        self.input_size, self.dropout_on, self.temporal_shift = input_size, dropout_on, temporal_shift
         self.stem = _stem(stem, widths[0])
         self.layer1 = resnet_stage(widths[0], widths[0], blocks[0], 1)
         self.layer2 = resnet_stage(widths[0], widths[1], blocks[1], 2)
@@ -126,9 +130,12 @@ class SyncMNISTModel(nn.Module):
         return rearrange(self.layer2(self.layer1(self.stem(x))), "(b t) c h w -> b t c h w", b=video.shape[0])
 
     def head(self, x: Tensor) -> Tensor:
-        """``layer3``, the spatial mean and the classifier, logits averaged over frames:
-        ``[B, T, C, H, W] -> [B, num_classes]``."""
-        maps = self.layer3(rearrange(x, "b t c h w -> (b t) c h w"))
+        """``layer3`` (after the temporal shift, when on), the spatial mean and the classifier,
+        logits averaged over frames: ``[B, T, C, H, W] -> [B, num_classes]``."""
+        frames = rearrange(x, "b t c h w -> (b t) c h w")
+        if self.temporal_shift:
+            frames = temporal_shift(frames, x.shape[1])
+        maps = self.layer3(frames)
         if self.dropout_on == "map":
             pooled = reduce(self.dropout(maps), "bt c h w -> bt c", "mean")
         else:

@@ -89,6 +89,7 @@ class TrainConfig:
     dropout: float = 0.0
     dropout_on: str = "map"
     classifier_init: str = "torch"
+    temporal_shift: bool = False  # TSM's shift before layer3 (the motion-aware plain control)
     block: dict = field(default_factory=dict)  # DyRegBlock switches, e.g. {"fixed_size": 2.0}
     backbone: str = "digits"  # "digits": pretrained by pretrain_digits; "scratch"
     freeze_backbone: bool = True
@@ -188,6 +189,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("schedule", cfg.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
         ("backbone", cfg.backbone in ("digits", "scratch"), "'digits' or 'scratch'"),
         ("head_init", cfg.head_init in ("none", "resnet18"), "'none' or 'resnet18'"),
+        ("temporal_shift", isinstance(cfg.temporal_shift, bool), "True or False"),
         ("bn_batches", isinstance(cfg.bn_batches, int) and cfg.bn_batches >= 0, "an int >= 0"),
         ("log_every", isinstance(cfg.log_every, int) and cfg.log_every >= 1, "a positive int"),
         ("device", cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "'cpu' or 'cuda'"),
@@ -209,7 +211,7 @@ def build_model(cfg: TrainConfig) -> SyncMNISTModel:
     """The model of ``cfg`` (random weights; the pretrained backbone is loaded by :func:`train`)."""
     return SyncMNISTModel(cfg.variant, NUM_CLASSES, cfg.num_nodes, input_size=cfg.size, widths=tuple(cfg.widths),
                           blocks=tuple(cfg.blocks), stem=cfg.stem, dropout=cfg.dropout, dropout_on=cfg.dropout_on,
-                          classifier_init=cfg.classifier_init, **cfg.block)
+                          classifier_init=cfg.classifier_init, temporal_shift=cfg.temporal_shift, **cfg.block)
 
 
 def build_data(cfg: TrainConfig, split: str, device=None) -> MultiSyncMNIST:

@@ -97,3 +97,17 @@ def test_mini_backbone_and_head_switches():
         syncmnist_model("resnet18", dropout_on="frame")
     with pytest.raises(ValueError, match="input_size must be a multiple of 8"):
         syncmnist_model("resnet18", input_size=100)
+
+
+def test_temporal_shift_lets_the_plain_model_see_frame_order():
+    torch.manual_seed(0)
+    video = torch.rand(2, 4, 1, 64, 64)
+    backwards = video.flip(1)
+    for shift in (False, True):
+        model = syncmnist_model("resnet18", input_size=64, widths=(8, 8, 16), blocks=(1, 1, 1), stem="small",
+                                temporal_shift=shift).eval()
+        with torch.no_grad():
+            same = torch.allclose(model(video), model(backwards), atol=1e-5)
+        assert same != shift  # without the shift the frames are a bag; with it their order matters
+    assert count_parameters(model) == count_parameters(syncmnist_model("resnet18", input_size=64, widths=(8, 8, 16),
+                                                                        blocks=(1, 1, 1), stem="small"))

@@ -116,9 +116,12 @@ def test_cli_trains_and_resumes(tmp_path, monkeypatch, capsys):
 
 def test_ablation_runs_and_tables(tmp_path, monkeypatch):
     assert [r.name for r in ablations.table_runs("5", "paper")] == ["resnet18", "fixed", "static", "constant_time", "pos_only", "dyreg"]
-    assert [r.name for r in ablations.table_runs("5")][:3] == ["resnet18", "resnet18_continued", "fixed"]
+    assert [r.name for r in ablations.table_runs("5")][:4] == ["resnet18", "resnet18_continued", "resnet18_tsm", "fixed"]
     control = ablations.run_of("resnet18_continued").config("mini")
     assert (control.variant, control.head_init, control.epochs) == ("resnet18", "resnet18", config("dyreg", "mini").epochs)
+    assert not control.temporal_shift
+    motion = ablations.run_of("resnet18_tsm").config("mini")
+    assert motion.temporal_shift and dataclasses.replace(motion, temporal_shift=False) == control
     assert ablations.run_of("dyreg_nodes16").overrides == {"num_nodes": 16}
     assert ablations.run_of("pos_only_size1").overrides == {"block": {"fixed_size": 1.0}}
     assert ablations.run_of("pos_only_size2.67").overrides["block"]["fixed_size"] == pytest.approx(16 / 6)
