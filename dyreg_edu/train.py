@@ -190,6 +190,10 @@ def check_config(cfg: TrainConfig) -> None:
         ("backbone", cfg.backbone in ("digits", "scratch"), "'digits' or 'scratch'"),
         ("head_init", cfg.head_init in ("none", "resnet18"), "'none' or 'resnet18'"),
         ("temporal_shift", isinstance(cfg.temporal_shift, bool), "True or False"),
+        ("digit_size", cfg.digit_size is None or (isinstance(cfg.digit_size, int) and 1 <= cfg.digit_size <= cfg.size // 2),
+         f"None or an int of 1 to {cfg.size // 2} pixels (half the video)"),
+        ("max_step", cfg.max_step is None or (cfg.max_step > 0 and float(2 * cfg.max_step).is_integer()),
+         "None or a positive multiple of 0.5 pixels"),
         ("bn_batches", isinstance(cfg.bn_batches, int) and cfg.bn_batches >= 0, "an int >= 0"),
         ("log_every", isinstance(cfg.log_every, int) and cfg.log_every >= 1, "a positive int"),
         ("device", cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "'cpu' or 'cuda'"),
@@ -822,6 +826,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-size", type=float, help="constant region half-size of the fixed-size variants (Table 11)")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--digit-steps", type=int, help="pretraining steps of the mini digit backbone (default 1500)")
+    p.add_argument("--digit-size", type=int, help="digit size in video pixels (default: scales with the video, 7 at 64)")
+    p.add_argument("--max-step", type=float, help="largest step a frame in video pixels (default: 2.5 at 64)")
+    p.add_argument("--temporal-shift", action="store_true", help="TSM's shift before layer3 (the motion-aware plain control)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -833,8 +840,10 @@ def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
     names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every",
-             "digit_steps")
+             "digit_steps", "digit_size", "max_step")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.temporal_shift:
+        overrides["temporal_shift"] = True
     if args.fixed_size is not None:
         overrides["block"] = {"fixed_size": args.fixed_size}
     command = "python -m dyreg_edu.train " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))

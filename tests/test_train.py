@@ -93,6 +93,8 @@ def test_learning_rate_schedule():
         (["--variant", "dyreg", "--lr", "-1"], "lr must be positive, got -1.0"),
         (["--variant", "dyreg", "--max-minutes", "0"], "max_minutes must be positive, got 0.0"),
         (["--variant", "dyreg", "--resume"], "no checkpoint at"),
+        (["--variant", "dyreg", "--digit-size", "40"], "digit_size must be None or an int of 1 to 32 pixels"),
+        (["--variant", "dyreg", "--max-step", "0.3"], "max_step must be None or a positive multiple of 0.5 pixels, got 0.3"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
