@@ -216,8 +216,10 @@ def main(argv=None) -> int:
             order.insert(0, "resnet18")
         runs_root = args.runs or REPO_ROOT / "runs" / args.scale
         deadline = time.time() + 60 * args.max_minutes
-        design = {k: v for k, v in (("digit_steps", args.digit_steps), ("digit_size", args.digit_size),
-                                    ("max_step", args.max_step)) if v is not None and not (k == "digit_steps" and v == DEFAULT_DIGIT_STEPS)}
+        design = {"digit_size": args.digit_size, "max_step": args.max_step}  # the mini design, when not the committed one
+        design = {k: v for k, v in design.items() if v is not None}
+        if args.digit_steps != DEFAULT_DIGIT_STEPS:
+            design["digit_steps"] = args.digit_steps
         for name in order:
             common = {"device": args.device, **design}
             result = run_one(names[name], args.scale, runs_root, deadline=deadline, common=common,
