@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dyreg_edu.models import count_macs  # noqa: E402
 from dyreg_edu.notebook import cpu_name, git_commit  # noqa: E402
-from dyreg_edu.train import MODEL_VARIANTS, as_input, autocast, build_data, build_model, config, freeze  # noqa: E402
+from dyreg_edu.train import MODEL_VARIANTS, autocast, build_data, build_model, config, freeze, model_inputs  # noqa: E402
 
 
 def sync(device: str) -> None:
@@ -58,14 +58,14 @@ def measure(variant: str, scale: str, device: str, batch: int, steps: int, compi
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     data = build_data(cfg, "train", device)
     b = data.batch(range(batch))
-    video, label = as_input(b["video"]), b["label"]
+    (video, boxes), label = model_inputs(b, device), b["label"]
 
     def step():
         model.train()
         if cfg.freeze_backbone:
             freeze(model)
         with autocast(cfg):
-            loss = F.cross_entropy(forward(video).float(), label)
+            loss = F.cross_entropy(forward(video, boxes=boxes).float(), label)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

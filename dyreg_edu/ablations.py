@@ -28,7 +28,8 @@ from .train import (DEFAULT_DIGIT_STEPS, REPO_ROOT, SCALES, TrainConfig, config,
 
 #: The paper's accuracies (percent) on MultiSyncMNIST.
 PAPER = {
-    "5": {"fixed": 78.85, "static": 81.48, "constant_time": 86.77, "pos_only": 93.41, "dyreg": 95.09},
+    "5": {"fixed": 78.85, "static": 81.48, "constant_time": 86.77, "pos_only": 93.41, "dyreg": 95.09,
+          "oracle": 97.30},  # the oracle: Appendix E.6's upper bound, reported beside Table 5
     "6": {"resnet18": 52.29, "fixed": 78.85, "semantic": 82.41, "lite": 91.43, "dyreg": 95.09},
     "7": {"dyreg_nodes5": 89.6, "dyreg": 95.1, "dyreg_nodes16": 95.6},
     "9": {"no_gru": 91.91, "dyreg": 95.09},
@@ -45,7 +46,7 @@ TITLES = {
 ROW_NAMES = {
     "resnet18": "ResNet-18 (no graph)", "fixed": "Fixed", "static": "Static", "constant_time": "Constant-Time",
     "pos_only": "Position-Only", "dyreg": "DyReg-GNN", "semantic": "Semantic", "lite": "DyReg-GNN-Lite",
-    "no_gru": "DyReg-GNN without GRU",
+    "no_gru": "DyReg-GNN without GRU", "oracle": "Oracle: the digits' ground-truth boxes as regions (App. E.6)",
     "resnet18_continued": "ResNet-18 trained on as long as the graph variants (control)",
     "resnet18_tsm": "ResNet-18 with a temporal shift, trained as long (motion-aware control)", "dyreg_nodes5": "DyReg, 5 nodes", "dyreg_nodes16": "DyReg, 16 nodes",
     "pos_only_size2.67": "fixed size, lambda = 6", "pos_only_size2.29": "fixed size, lambda = 7",
@@ -55,7 +56,7 @@ ROW_NAMES = {
 #: Runs in the order of their value: the central contrast first.
 PRIORITY = ["dyreg", "fixed", "resnet18", "pos_only", "static", "constant_time", "semantic", "lite", "no_gru",
             "dyreg_nodes5", "dyreg_nodes16", "pos_only_size1", "pos_only_size2", "pos_only_size2.67",
-            "pos_only_size2.29", "pos_only_size1.45"]
+            "pos_only_size2.29", "pos_only_size1.45", "oracle"]
 #: The checkpoints the book loads (``checkpoints/multisync[_mini]_<variant>.pt``).
 BOOK_CHECKPOINTS = ("dyreg", "fixed", "pos_only", "static", "constant_time", "resnet18")
 
@@ -190,7 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--table", action="append", help="5, 6, 7, 9 or 11 (repeatable; default all)")
     p.add_argument("--run", action="append",
                    help="only these runs of the tables (repeatable or comma-separated, e.g. dyreg,dyreg_nodes16)")
-    p.add_argument("--runs", type=Path, help="where the run directories go (default runs/<scale>)")
+    p.add_argument("--runs", type=Path, help="where the run directories go (default runs/<scale>, and "
+                   "runs/<scale>_<design> for another mini design, e.g. runs/mini_px14_step5)")
     p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
     p.add_argument("--device", default="cpu")
     p.add_argument("--digit-steps", type=int, default=DEFAULT_DIGIT_STEPS,
@@ -214,12 +216,13 @@ def main(argv=None) -> int:
         if args.scale == "mini" and "resnet18" in order:  # the graph variants start from it (head_init)
             order.remove("resnet18")
             order.insert(0, "resnet18")
-        runs_root = args.runs or REPO_ROOT / "runs" / args.scale
         deadline = time.time() + 60 * args.max_minutes
         design = {"digit_size": args.digit_size, "max_step": args.max_step}  # the mini design, when not the committed one
         design = {k: v for k, v in design.items() if v is not None}
         if args.digit_steps != DEFAULT_DIGIT_STEPS:
             design["digit_steps"] = args.digit_steps
+        # another design's runs go apart too (runs/mini_px14_step5/), so that their names do not collide
+        runs_root = args.runs or REPO_ROOT / "runs" / (args.scale + design_tag(config("resnet18", args.scale, **design)))
         for name in order:
             common = {"device": args.device, **design}
             result = run_one(names[name], args.scale, runs_root, deadline=deadline, common=common,

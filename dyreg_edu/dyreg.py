@@ -18,7 +18,9 @@ Variants (``variant=``): ``dyreg`` (the paper's model), ``pos_only``, ``constant
 (Table 9); what each has is a row of :data:`dyreg_edu.variants.PROPERTIES`. The kernels
 come from one *kernel source* chosen at construction: the region generator
 (:mod:`dyreg_edu.regions`), or a baseline's fixed grid or semantic maps
-(:mod:`dyreg_edu.baselines`). Every place where the authors' code differs from the paper
+(:mod:`dyreg_edu.baselines`). ``variant="oracle"`` (Appendix E.6) has no source: its regions
+are given to ``forward(x, regions)``, the ground-truth boxes as regions
+(:func:`dyreg_edu.regions.regions_from_boxes`), one node per object. Every place where the authors' code differs from the paper
 is a switch, defaulting to the code; ``switches=`` takes all six at once
 (:data:`~dyreg_edu.variants.AUTHORS_CODE`, :data:`~dyreg_edu.variants.PAPER`), and a
 keyword overrides one:
@@ -59,9 +61,9 @@ from .graph import SpatioTemporalGraph
 from .kernels import AUTHORS_KERNEL_EPS, pool_nodes, region_kernels, remap_nodes
 from .layers import map_norm
 from .regions import SIZE_CELLS, RegionGenerator, center_anchors, grid_anchors, node_grid, regions_from_offsets
-from .variants import AUTHORS_CODE, GENERATED_VARIANTS, VARIANTS, Switches, properties
+from .variants import AUTHORS_CODE, BLOCK_VARIANTS, GENERATED_VARIANTS, VARIANTS, Switches, properties
 
-__all__ = ["DyRegBlock", "VARIANTS", "GENERATED_VARIANTS", "SemanticKernels"]
+__all__ = ["DyRegBlock", "VARIANTS", "BLOCK_VARIANTS", "GENERATED_VARIANTS", "SemanticKernels"]
 
 
 class DyRegBlock(nn.Module):
@@ -73,7 +75,7 @@ class DyRegBlock(nn.Module):
         node_dim: ``C``, the node dimension. ``None`` (default) keeps ``C_in``; another
             value adds a 1x1 conv ``C_in -> C`` (+ LayerNorm) before and ``C -> C_in`` after.
         num_nodes: ``N`` (9 in the paper; 5 and 16 in Table 7).
-        variant: one of :data:`VARIANTS` (see the module docstring).
+        variant: one of :data:`VARIANTS`, or ``"oracle"`` (see the module docstring).
         region_dim: ``D``, the region generator's latent size (32 on MultiSyncMNIST;
             128, the authors' default, on Something-Something).
         graph_iterations: ``K`` (3).
@@ -101,7 +103,8 @@ class DyRegBlock(nn.Module):
             larger ``height x width`` one (full-resolution evaluation, module docstring). ``None``
             (default): the same as ``height``, ``width``. The parameters depend only on these.
 
-    ``forward(x)`` with ``x`` ``[B, T, C_in, H, W]`` returns ``(y, aux)``: ``y`` like ``x``;
+    ``forward(x, regions=None)`` with ``x`` ``[B, T, C_in, H, W]`` (and, for ``oracle`` only,
+    the given ``regions`` ``[B, T, N, 4]``) returns ``(y, aux)``: ``y`` like ``x``;
     ``aux`` holds ``regions`` ``[B, T, N, 4]`` as ``(cx, cy, sx, sy)`` (not for ``semantic``),
     ``kernels`` ``[B, T, N, H, W]``, ``nodes_in``/``nodes_out`` ``[B, T, N, C]`` and the graph's
     ``attention`` ``[B, T, K, N, N]``; generated variants also give ``offsets`` ``[B, T, N, 4]``.
@@ -179,7 +182,7 @@ class DyRegBlock(nn.Module):
         kind = self.properties.kernels
         if kind != "regions" and learn_size is not None:
             raise ValueError(f"learn_size applies to generated regions, not to variant {self.variant!r}")
-        if kind == "maps" and fixed_size is not None:
+        if kind in ("maps", "boxes") and fixed_size is not None:
             raise ValueError(f"fixed_size applies to generated regions of fixed size or to fixed_pooling='tent', "
                              f"not to variant {self.variant!r}")
         if kind == "regions":
@@ -200,15 +203,24 @@ class DyRegBlock(nn.Module):
                                  f"not to variant {self.variant!r}")
             source = FixedGridKernels(self.height, self.width, self.grid, fixed_pooling, fixed_size,
                                       self.normalize_kernels, self.kernel_eps)
-        else:
+        elif kind == "maps":
             source = SemanticKernels(self.node_dim, self.height, self.width, self.num_nodes)
+        else:  # "boxes": the regions come with the input
+            return
         self.add_module(self.KERNEL_SOURCES[kind], source)
 
     @property
-    def kernel_source(self) -> nn.Module:
+    def kernel_source(self) -> nn.Module | None:
         """The module that gives the kernels: a :class:`~dyreg_edu.regions.RegionGenerator`, a
-        :class:`~dyreg_edu.baselines.FixedGridKernels` or a :class:`~dyreg_edu.baselines.SemanticKernels`."""
-        return getattr(self, self.KERNEL_SOURCES[self.properties.kernels])
+        :class:`~dyreg_edu.baselines.FixedGridKernels` or a :class:`~dyreg_edu.baselines.SemanticKernels`
+        (``None`` for the oracle, whose regions are given)."""
+        kind = self.properties.kernels
+        return getattr(self, self.KERNEL_SOURCES[kind]) if kind in self.KERNEL_SOURCES else None
+
+    @property
+    def given_regions(self) -> bool:
+        """Whether ``forward`` takes the regions (the oracle) instead of making them."""
+        return self.properties.kernels == "boxes"
 
     def _check_input(self, x: Tensor) -> None:
         expected = (self.in_channels, self.height, self.width)
@@ -218,14 +230,30 @@ class DyRegBlock(nn.Module):
                 f"(B, T, C_in, H, W), got {tuple(x.shape)}"
             )
 
-    def kernels(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def kernels(self, x: Tensor, regions: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Eq. 1-6: the kernels of every frame and node, ``[B, T, C, H, W] -> [B, T, N, H, W]``, plus
-        ``aux`` (``regions`` and ``offsets`` for generated regions, ``regions`` for the grid)."""
+        ``aux`` (``regions`` and ``offsets`` for generated regions, ``regions`` for the grid and
+        for the oracle, whose ``regions`` ``[B, T, N, 4]`` are given)."""
+        self._check_regions(x, regions)
+        if self.given_regions:
+            kernels = region_kernels(regions, self.height, self.width, self.normalize_kernels, self.kernel_eps)
+            return kernels, {"regions": regions}
         if self.properties.kernels != "regions":
             return self.kernel_source(x)
         regions, offsets = self._full_res_regions(x) if self.full_res else self.region_generator(x)
         kernels = region_kernels(regions, self.height, self.width, self.normalize_kernels, self.kernel_eps, check=False)
         return kernels, {"regions": regions, "offsets": offsets}
+
+    def _check_regions(self, x: Tensor, regions: Tensor | None) -> None:
+        if not self.given_regions:
+            if regions is not None:
+                raise ValueError(f"variant {self.variant!r} makes its own regions; only 'oracle' is given them")
+            return
+        expected = (x.shape[0], x.shape[1], self.num_nodes, 4)
+        if regions is None or tuple(regions.shape) != expected:
+            got = None if regions is None else tuple(regions.shape)
+            raise ValueError(f"the oracle needs regions [B, T, N, 4] = {list(expected)} (cx, cy, sx, sy in map "
+                             f"pixels, one node per object: num_nodes={self.num_nodes}), got {got}")
 
     def _full_res_regions(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Regions on the full ``H x W`` map from the map pooled to the training size (module docstring).
@@ -269,11 +297,12 @@ class DyRegBlock(nn.Module):
         return rearrange(self.project_out(rearrange(y, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w",
                          b=y.shape[0])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``x`` ``[B, T, C_in, H, W]`` -> ``(x + LN(y), aux)``, one line per step of the block."""
+    def forward(self, x: Tensor, regions: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """``x`` ``[B, T, C_in, H, W]`` -> ``(x + LN(y), aux)``, one line per step of the block.
+        ``regions`` ``[B, T, N, 4]``: the oracle's given regions (no other variant takes them)."""
         self._check_input(x)
         features = self.project(x)                                      # X'  [B, T, C, H, W]
-        kernels, aux = self.kernels(features)                           # K   [B, T, N, H, W]   Eq. 1-6
+        kernels, aux = self.kernels(features, regions)                  # K   [B, T, N, H, W]   Eq. 1-6
         nodes = pool_nodes(features, kernels) + self.position(kernels)  # v   [B, T, N, C]      Eq. 7, Sec. 3.2
         updated, attention = self.graph(nodes)                          # v'  [B, T, N, C]      Eq. 8-9
         y = self.project_back(remap_nodes(updated, kernels))            # y   [B, T, C_in, H, W] Eq. 10

@@ -23,8 +23,9 @@ import torchvision
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from .dyreg import VARIANTS, DyRegBlock
+from .dyreg import BLOCK_VARIANTS, DyRegBlock
 from .layers import ChannelAffineLayerNorm
+from .regions import regions_from_boxes
 
 SYNC_BLOCK = dict(in_channels=128, height=16, width=16, node_dim=32, region_dim=32)
 
@@ -74,7 +75,8 @@ class SyncMNISTModel(nn.Module):
     """ResNet (3 stages, grey input) with an optional graph block after ``layer2``.
 
     ``forward(video [B, T, 1, S, S] in [0, 1]) -> logits [B, num_classes]``; with
-    ``return_aux=True`` also the block's aux dict (regions, kernels, ...).
+    ``return_aux=True`` also the block's aux dict (regions, kernels, ...). ``variant="oracle"``
+    also needs ``boxes=`` (the generator's ground-truth boxes, Appendix E.6).
 
     Args:
         variant: ``"resnet18"`` (no graph) or a :class:`~dyreg_edu.dyreg.DyRegBlock` variant.
@@ -97,8 +99,8 @@ class SyncMNISTModel(nn.Module):
                  node_dim: int = 32, region_dim: int = 32, dropout: float = 0.0, dropout_on: str = "map",
                  classifier_init: str = "torch", temporal_shift: bool = False, **block_kwargs):
         super().__init__()
-        if variant != "resnet18" and variant not in VARIANTS:
-            raise ValueError(f"variant must be 'resnet18' or one of {VARIANTS}, got {variant!r}")
+        if variant != "resnet18" and variant not in BLOCK_VARIANTS:
+            raise ValueError(f"variant must be 'resnet18' or one of {BLOCK_VARIANTS}, got {variant!r}")
         if dropout_on not in ("map", "pooled"):
             raise ValueError(f"dropout_on must be 'map' or 'pooled', got {dropout_on!r}")
         if classifier_init not in ("authors", "torch"):
@@ -142,12 +144,22 @@ class SyncMNISTModel(nn.Module):
             pooled = self.dropout(reduce(maps, "bt c h w -> bt c", "mean"))
         return reduce(self.classifier(pooled), "(b t) k -> b k", "mean", b=x.shape[0])
 
-    def forward(self, video: Tensor, return_aux: bool = False):
+    def forward(self, video: Tensor, return_aux: bool = False, boxes: Tensor | None = None):
+        """``boxes`` ``[B, T, D, 4]``: the generator's ground-truth boxes (``x1, y1, x2, y2`` in video
+        pixels), which only ``variant="oracle"`` reads (its regions, Appendix E.6); other variants
+        ignore them, so a training loop may always pass them."""
         x, aux = self.features(video), {}
         if self.graph is not None:
-            x, aux = self.graph(x)
+            x, aux = self.graph(x, self.oracle_regions(boxes) if self.graph.given_regions else None)
         logits = self.head(x)
         return (logits, aux) if return_aux else logits
+
+    def oracle_regions(self, boxes: Tensor | None) -> Tensor:
+        """The oracle's regions on the graph's map from the boxes: ``[B, T, D, 4] -> [B, T, D, 4]``."""
+        if boxes is None:
+            raise ValueError("variant 'oracle' reads the ground-truth boxes: call model(video, boxes=boxes) "
+                             "with boxes [B, T, D, 4] (x1, y1, x2, y2 in video pixels)")
+        return regions_from_boxes(boxes.float(), self.input_size, self.graph.height, self.graph.width)
 
 
 def _torchvision_init(model: nn.Module) -> None:

@@ -302,6 +302,31 @@ def node_grid(num_nodes: int) -> tuple[int, int]:
     return (side, side) if side * side == num_nodes else (1, num_nodes)
 
 
+
+# --------------------------------------------------------------------------- ground-truth regions (App. E.6)
+
+#: Half a map pixel added to each half-extent of a ground-truth box (:func:`regions_from_boxes`).
+BOX_MARGIN = 0.5
+
+
+def regions_from_boxes(boxes: Tensor, video_size: int, height: int, width: int, margin: float = BOX_MARGIN) -> Tensor:
+    """The regions of ground-truth boxes, for the oracle of Appendix E.6 (``variant="oracle"``).
+
+    Each box ``(x1, y1, x2, y2)`` in video pixels becomes the region ``(cx, cy, sx, sy)`` in
+    map pixels with the same centre (on the map's grid of pixel indices ``0 .. L-1``, as
+    :func:`dyreg_edu.metrics.region_centers` reads it back) and half-extents of half the box plus
+    ``margin`` map pixels, so that the tent of Eq. 5 gives every map pixel the box covers a
+    positive weight (a pixel centred on the box's edge gets ``margin``).
+
+    Shapes: ``boxes [..., D, 4] -> regions [..., D, 4]``.
+    """
+    if boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must end in 4 numbers (x1, y1, x2, y2 in video pixels), got {tuple(boxes.shape)}")
+    scale = boxes.new_tensor([width / video_size, height / video_size])
+    corner, far = boxes[..., :2] * scale, boxes[..., 2:] * scale
+    return torch.cat([(corner + far) / 2 - 0.5, (far - corner) / 2 + margin], dim=-1)
+
+
 # --------------------------------------------------------------------------- the whole generator
 
 #: Variants whose regions keep a constant size (paper Table 5: no "Dynamic Size").

@@ -55,11 +55,11 @@ from torch import Tensor, nn
 
 from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
 
-from .dyreg import VARIANTS
+from .variants import BLOCK_VARIANTS, ORACLE_VARIANTS
 from .metrics import box_centers, confusion_matrix, distance_sums, harmonic_mean, region_centers, region_statistics
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 
-MODEL_VARIANTS = ("resnet18",) + VARIANTS
+MODEL_VARIANTS = ("resnet18",) + BLOCK_VARIANTS
 #: The part of the model that :func:`pretrain_digits` learns and ``freeze_backbone`` freezes.
 BACKBONE_PARTS = ("stem", "layer1", "layer2")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -174,6 +174,8 @@ def config(variant: str = "dyreg", scale: str = "mini", recipe: str | None = Non
     settings = {**SCALES[scale], **RECIPES[recipe], **VARIANT_SETTINGS.get(scale, {}).get(variant, {})}
     cfg = TrainConfig(variant=variant, scale=scale, recipe=recipe, **settings)
     cfg = dataclasses.replace(cfg, **overrides)
+    if variant in ORACLE_VARIANTS and "num_nodes" not in overrides:
+        cfg = dataclasses.replace(cfg, num_nodes=cfg.num_digits)  # one node per digit box
     check_config(cfg)
     return cfg
 
@@ -190,6 +192,8 @@ def check_config(cfg: TrainConfig) -> None:
         ("backbone", cfg.backbone in ("digits", "scratch"), "'digits' or 'scratch'"),
         ("head_init", cfg.head_init in ("none", "resnet18"), "'none' or 'resnet18'"),
         ("temporal_shift", isinstance(cfg.temporal_shift, bool), "True or False"),
+        ("num_nodes", cfg.variant not in ORACLE_VARIANTS or cfg.num_nodes == cfg.num_digits,
+         f"num_digits ({cfg.num_digits}) for the oracle, one node per digit box"),
         ("digit_size", cfg.digit_size is None or (isinstance(cfg.digit_size, int) and 1 <= cfg.digit_size <= cfg.size // 2),
          f"None or an int of 1 to {cfg.size // 2} pixels (half the video)"),
         ("max_step", cfg.max_step is None or (cfg.max_step > 0 and float(2 * cfg.max_step).is_integer()),
@@ -229,6 +233,16 @@ def build_data(cfg: TrainConfig, split: str, device=None) -> MultiSyncMNIST:
 def as_input(videos: Tensor) -> Tensor:
     """uint8 videos ``[B, T, S, S]`` -> the model's float input ``[B, T, 1, S, S]`` in [0, 1]."""
     return videos[:, :, None].float() / 255
+
+
+def model_inputs(batch: dict, device, *, still: bool = False) -> tuple[Tensor, Tensor]:
+    """A batch's video as the model's input ``[B, T, 1, S, S]`` and its ground-truth ``boxes``
+    ``[B, T, D, 4]`` (only the oracle reads them), on ``device``. ``still=True`` freezes both at
+    the first frame (:func:`evaluate`'s still videos)."""
+    video, boxes = batch["video"].to(device), batch["boxes"].to(device)
+    if still:
+        video, boxes = video[:, :1].expand_as(video), boxes[:, :1].expand_as(boxes)
+    return as_input(video), boxes
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -295,9 +309,9 @@ def recompute_batchnorm(model: SyncMNISTModel, data: MultiSyncMNIST, cfg: TrainC
         m.train()
     device = next(model.parameters()).device
     for k in range(batches):
-        video = data.batch(range(k * cfg.batch_size, (k + 1) * cfg.batch_size))["video"].to(device)
+        video, boxes = model_inputs(data.batch(range(k * cfg.batch_size, (k + 1) * cfg.batch_size)), device)
         with autocast(cfg):
-            model(as_input(video))
+            model(video, boxes=boxes)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
@@ -320,11 +334,10 @@ def evaluate(model: SyncMNISTModel, data: MultiSyncMNIST, *, batch_size: int = 1
     ctx = autocast(cfg) if cfg is not None else contextlib.nullcontext()
     for start in range(0, len(data), batch_size):
         batch = data.batch(range(start, min(len(data), start + batch_size)))
-        label, video = batch["label"].to(device), batch["video"].to(device)
-        if still:
-            video = video[:, :1].expand_as(video)
+        label = batch["label"].to(device)
+        video, boxes = model_inputs(batch, device, still=still)
         with ctx:
-            logits, aux = model(as_input(video), return_aux=True)
+            logits, aux = model(video, return_aux=True, boxes=boxes)
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, label, reduction="sum").item()
         correct += (logits.argmax(-1) == label).sum().item()
@@ -578,7 +591,8 @@ def export_checkpoint(run_dir, path, *, half: bool = True) -> Path:
 def load_trained(path, device: str = "cpu") -> tuple[SyncMNISTModel, MultiSyncMNIST]:
     """A trained checkpoint back as ``(model in eval mode, validation MultiSyncMNIST)``.
 
-    ``model(as_input(val.batch(idx)["video"]))`` gives its logits.
+    ``model(as_input(val.batch(idx)["video"]))`` gives its logits (the oracle also takes the
+    batch's ``boxes=``; :func:`model_inputs` gives both).
     """
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), device=device)
@@ -654,12 +668,12 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
                 loader.set_epoch(epoch)
                 order, order_epoch = loader.order(), epoch
             batch = train_data.batch(order[j * cfg.batch_size:(j + 1) * cfg.batch_size])
-            video, label = as_input(batch["video"]).to(device), batch["label"].to(device)
+            (video, boxes), label = model_inputs(batch, device), batch["label"].to(device)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * learning_rate_factor(cfg, step)
             set_train_mode(model, cfg)
             with autocast(cfg):
-                logits = forward(video)
+                logits = forward(video, boxes=boxes)
             loss = F.cross_entropy(logits.float(), label)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

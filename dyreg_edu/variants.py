@@ -17,10 +17,16 @@ variant            kernels      learned    from the    per frame  size        re
 ``no_gru``         regions      yes        yes         yes        yes         no
 ``lite``           regions      yes        yes         yes        yes         yes
 ``semantic``       maps         --         yes         yes        --          --
+``oracle``         given boxes  --         yes         yes        given       --
 =================  ===========  =========  ==========  =========  ==========  ==========
 
 (``lite`` differs from ``dyreg`` in how the latents are made: its ``g_i`` read the map
 itself, with sinusoidal positions, instead of ``f``'s output.)
+
+``oracle`` is Appendix E.6's upper bound: no region generator, the regions are the
+ground-truth boxes of the objects, given to the block's ``forward`` (one node per object).
+It is not a way to find regions, so it is kept out of :data:`VARIANTS`;
+:data:`BLOCK_VARIANTS` has every variant that :class:`~dyreg_edu.dyreg.DyRegBlock` builds.
 
 **Switches.** Six places where the authors' code differs from the paper's words, in one
 frozen :class:`Switches`; :data:`AUTHORS_CODE` (the default everywhere, which the golden
@@ -31,8 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["VariantProperties", "PROPERTIES", "VARIANTS", "GENERATED_VARIANTS", "Switches", "AUTHORS_CODE",
-           "PAPER", "properties"]
+__all__ = ["VariantProperties", "PROPERTIES", "VARIANTS", "ORACLE_VARIANTS", "BLOCK_VARIANTS",
+           "GENERATED_VARIANTS", "Switches", "AUTHORS_CODE", "PAPER", "properties"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,8 @@ class VariantProperties:
 
     Attributes:
         kernels: ``"regions"`` (tents from predicted regions, Eq. 1-6), ``"grid"`` (fixed
-            cells) or ``"maps"`` (predicted global pooling weights, Semantic).
+            cells), ``"maps"`` (predicted global pooling weights, Semantic) or ``"boxes"``
+            (tents from regions given to ``forward``, the oracle).
         from_video: the regions depend on the video (``False``: learned ``z_i``, Static).
         per_frame: the regions may change from frame to frame (``False``: Constant-Time).
         size_predicted: the sizes come from the latents (Eq. 12); else a constant size.
@@ -69,10 +76,15 @@ PROPERTIES: dict[str, VariantProperties] = {
     "no_gru": VariantProperties("regions", region_gru=False),
     "lite": VariantProperties("regions", latents="lite"),
     "semantic": VariantProperties("maps", size_predicted=False, region_gru=False, latents="none"),
+    "oracle": VariantProperties("boxes", size_predicted=False, region_gru=False, latents="none"),
 }
 
 #: Every variant, in Table 5's order, then Tables 6 and 9.
 VARIANTS = ("dyreg", "pos_only", "constant_time", "static", "fixed", "semantic", "lite", "no_gru")
+#: The variants given their regions (the ground-truth boxes of Appendix E.6).
+ORACLE_VARIANTS = ("oracle",)
+#: Every variant a :class:`~dyreg_edu.dyreg.DyRegBlock` builds.
+BLOCK_VARIANTS = VARIANTS + ORACLE_VARIANTS
 #: The variants whose kernels come from predicted (or learned) regions.
 GENERATED_VARIANTS = tuple(v for v in VARIANTS if PROPERTIES[v].kernels == "regions")
 
@@ -80,7 +92,7 @@ GENERATED_VARIANTS = tuple(v for v in VARIANTS if PROPERTIES[v].kernels == "regi
 def properties(variant: str) -> VariantProperties:
     """The row of :data:`PROPERTIES` for ``variant``, or a ``ValueError`` naming the choices."""
     if variant not in PROPERTIES:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        raise ValueError(f"variant must be one of {BLOCK_VARIANTS}, got {variant!r}")
     return PROPERTIES[variant]
 
 

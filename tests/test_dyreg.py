@@ -263,7 +263,10 @@ def test_variants_are_built_from_their_properties():
     from dyreg_edu.regions import RegionGenerator
     from dyreg_edu.variants import GENERATED_VARIANTS, PROPERTIES
 
-    assert set(PROPERTIES) == set(VARIANTS)
+    from dyreg_edu.variants import BLOCK_VARIANTS
+
+    assert set(PROPERTIES) == set(BLOCK_VARIANTS) == set(VARIANTS) | {"oracle"}
+    assert synthetic_block(variant="oracle").kernel_source is None  # its regions are given
     for variant in VARIANTS:
         block = synthetic_block(variant=variant)
         source = block.kernel_source
@@ -275,3 +278,33 @@ def test_variants_are_built_from_their_properties():
             assert (generator.fixed_size is None) == PROPERTIES[variant].size_predicted
             assert (getattr(generator, "gru", None) is not None) == (PROPERTIES[variant].region_gru
                                                                      and PROPERTIES[variant].latents != "learned")
+
+
+def test_the_oracle_pools_the_given_regions():
+    """Appendix E.6: no region generator; the kernels are the tents of the regions given."""
+    from dyreg_edu.kernels import pool_nodes, region_kernels
+
+    torch.manual_seed(3)
+    block = randomise_zero_inits(DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle"))
+    assert not any("region" in name or "fixed_grid" in name or "semantic" in name for name, _ in block.named_parameters())
+    x = torch.randn(2, 4, 32, 16, 16)
+    regions = torch.cat([torch.rand(2, 4, 3, 2) * 15, torch.full((2, 4, 3, 2), 1.5)], -1)
+    y, aux = block(x, regions)
+    assert torch.equal(aux["regions"], regions)
+    kernels = region_kernels(regions, 16, 16)
+    torch.testing.assert_close(aux["kernels"], kernels)
+    torch.testing.assert_close(aux["nodes_in"], pool_nodes(x, kernels) + block.position(kernels))
+    assert (y - x).abs().max() > 1e-3
+
+
+def test_the_oracle_needs_its_regions_and_only_it_takes_them():
+    oracle = DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle")
+    x = torch.randn(1, 2, 32, 16, 16)
+    with pytest.raises(ValueError, match=r"oracle needs regions \[B, T, N, 4\] = \[1, 2, 3, 4\].*got None"):
+        oracle(x)
+    with pytest.raises(ValueError, match=r"got \(1, 2, 9, 4\)"):
+        oracle(x, torch.ones(1, 2, 9, 4))
+    with pytest.raises(ValueError, match="makes its own regions; only 'oracle'"):
+        DyRegBlock(32, 16, 16, variant="dyreg")(x, torch.ones(1, 2, 9, 4))
+    with pytest.raises(ValueError, match="fixed_size applies"):
+        DyRegBlock(32, 16, 16, variant="oracle", fixed_size=2.0)

@@ -79,3 +79,21 @@ def test_run_over_time_is_a_gru_per_node():
         for n in range(4):
             torch.testing.assert_close(out[b, :, n], gru(nodes[b, :, n][None])[0][0])
     assert math.prod(out.shape) == nodes.numel()
+
+
+def test_regions_from_boxes_keep_the_centre_and_cover_the_box():
+    from dyreg_edu.metrics import box_centers, region_centers
+    from dyreg_edu.kernels import region_kernels
+    from dyreg_edu.regions import regions_from_boxes
+
+    boxes = torch.tensor([[[4.0, 8.0, 18.0, 22.0], [0.0, 50.0, 7.0, 64.0]]])  # [T=1, D=2, 4] on a 64-px video
+    regions = regions_from_boxes(boxes, 64, 16, 16)
+    assert regions.shape == (1, 2, 4)
+    torch.testing.assert_close(region_centers(regions, 16, 16), box_centers(boxes, 64))
+    torch.testing.assert_close(regions[0, 0], torch.tensor([2.25, 3.25, 14 / 8 + 0.5, 14 / 8 + 0.5]))
+    torch.testing.assert_close(regions[0, 1, 2:], torch.tensor([7 / 8 + 0.5, 14 / 8 + 0.5]))
+    kernel = region_kernels(regions, 16, 16)[0, 0]
+    rows, cols = kernel.sum(1).nonzero().flatten(), kernel.sum(0).nonzero().flatten()
+    assert rows.tolist() == list(range(2, 6)) and cols.tolist() == list(range(1, 5))  # the cells the box covers
+    with pytest.raises(ValueError, match=r"x1, y1, x2, y2"):
+        regions_from_boxes(torch.ones(2, 3), 64, 16, 16)

@@ -117,7 +117,8 @@ def test_cli_trains_and_resumes(tmp_path, monkeypatch, capsys):
 
 
 def test_ablation_runs_and_tables(tmp_path, monkeypatch):
-    assert [r.name for r in ablations.table_runs("5", "paper")] == ["resnet18", "fixed", "static", "constant_time", "pos_only", "dyreg"]
+    assert [r.name for r in ablations.table_runs("5", "paper")] == ["resnet18", "fixed", "static", "constant_time", "pos_only",
+                                                                   "dyreg", "oracle"]
     assert [r.name for r in ablations.table_runs("5")][:4] == ["resnet18", "resnet18_continued", "resnet18_tsm", "fixed"]
     control = ablations.run_of("resnet18_continued").config("mini")
     assert (control.variant, control.head_init, control.epochs) == ("resnet18", "resnet18", config("dyreg", "mini").epochs)
@@ -255,3 +256,21 @@ def test_a_design_has_its_own_backbone_head_and_results():
     assert train._backbone_config(other)["digit_size"] == 14 and "digit_size" not in train._backbone_config(committed)
     data = train.build_data(dataclasses.replace(other, val_videos=2), "val")
     assert data.geometry.digit_hi == 28 and data.geometry.step_hi == 10
+
+
+def test_the_oracle_has_a_node_per_digit_and_reads_the_boxes():
+    cfg = config("oracle", "mini")
+    assert cfg.num_nodes == cfg.num_digits == 3
+    assert config("oracle", "mini", num_digits=5).num_nodes == 5
+    with pytest.raises(ValueError, match=r"num_nodes must be num_digits \(3\) for the oracle"):
+        config("oracle", "mini", num_nodes=9)
+    model, data = train.build_model(tiny("oracle")), train.build_data(tiny("oracle"), "val")
+    batch = data.batch(range(2))
+    video, boxes = train.model_inputs(batch, "cpu")
+    logits, aux = model(video, return_aux=True, boxes=boxes)
+    assert logits.shape == (2, 56) and aux["regions"].shape == (2, 3, 2, 4)
+    with pytest.raises(ValueError, match="reads the ground-truth boxes: call model"):
+        model(video)
+    still_video, still_boxes = train.model_inputs(batch, "cpu", still=True)  # the boxes stand still with the digits
+    assert torch.equal(still_boxes, boxes[:, :1].expand_as(boxes)) and torch.equal(still_video, video[:, :1].expand_as(video))
+    assert train.evaluate(model, data)["object_centric"]["score"] < 1e-6  # the regions are the boxes

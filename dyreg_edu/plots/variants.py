@@ -35,6 +35,8 @@ VARIANT_NOTES: dict[str, tuple[str, str]] = {
              "the authors' release (offset_generator='small'), equal on their golden file"),
     "no_gru": ("the region GRU of Eq. 3 removed: z_t = m_t (the LayerNorms kept)",
                "our reconstruction from Table 9 (no code)"),
+    "oracle": ("no region generator: the regions are the digits' ground-truth boxes, one node per digit",
+               "Appendix E.6's upper bound (no code: our reading, tents that cover each box)"),
     # the other readings of the paper's words, as switches of DyRegBlock
     "static, learn_size=True": ("as static, but the learned z_i also set each node's size",
                                 "the other reading of 'the features z_i become learnable'"),
