@@ -128,7 +128,9 @@ def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: d
         return None
     resume = (out / "checkpoint.pt").exists()
     shown = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
-    command = f"python -m dyreg_edu.train --variant {run.variant} --scale {scale} --out {shlex.quote(str(shown))}"
+    flags = {"digit_size": "--digit-size", "max_step": "--max-step", "digit_steps": "--digit-steps"}
+    design_flags = "".join(f" {flags[k]} {v:g}" for k, v in design.items() if k in flags)
+    command = f"python -m dyreg_edu.train --variant {run.variant} --scale {scale}{design_flags} --out {shlex.quote(str(shown))}"
     result = train(cfg, out, resume=resume, max_minutes=minutes, progress=progress, command=command + " (via dyreg_edu.ablations)")
     if not result["finished"]:
         return None

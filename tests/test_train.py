@@ -274,3 +274,21 @@ def test_the_oracle_has_a_node_per_digit_and_reads_the_boxes():
     still_video, still_boxes = train.model_inputs(batch, "cpu", still=True)  # the boxes stand still with the digits
     assert torch.equal(still_boxes, boxes[:, :1].expand_as(boxes)) and torch.equal(still_video, video[:, :1].expand_as(video))
     assert train.evaluate(model, data)["object_centric"]["score"] < 1e-6  # the regions are the boxes
+
+
+def test_a_design_run_records_a_command_that_names_the_design(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(cfg, out, **kwargs):
+        seen.update(cfg=cfg, out=out, command=kwargs["command"])
+        return {"finished": False}
+
+    monkeypatch.setattr(ablations, "train", fake_train)
+    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path / "results")  # no finished run there
+    common = {"device": "cpu", "digit_size": 14, "max_step": 5.0}
+    ablations.run_one(ablations.run_of("oracle"), "mini", tmp_path / "runs", deadline=float("inf"), common=common,
+                      progress=False)
+    assert seen["command"].startswith("python -m dyreg_edu.train --variant oracle --scale mini --digit-size 14 --max-step 5 --out ")
+    assert (seen["cfg"].digit_size, seen["cfg"].max_step, seen["cfg"].num_nodes) == (14, 5.0, 3)
+    argv = seen["command"].split(" (via")[0].split()[3:]  # the command trains the same configuration
+    assert train.parser().parse_args(argv).digit_size == 14
