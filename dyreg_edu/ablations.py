@@ -58,7 +58,7 @@ PRIORITY = ["dyreg", "fixed", "resnet18", "pos_only", "static", "constant_time",
             "dyreg_nodes5", "dyreg_nodes16", "pos_only_size1", "pos_only_size2", "pos_only_size2.67",
             "pos_only_size2.29", "pos_only_size1.45", "oracle"]
 #: The checkpoints the book loads (``checkpoints/multisync[_mini]_<variant>.pt``).
-BOOK_CHECKPOINTS = ("dyreg", "fixed", "pos_only", "static", "constant_time", "resnet18")
+BOOK_CHECKPOINTS = ("dyreg", "fixed", "pos_only", "static", "constant_time", "resnet18", "oracle")
 
 
 @dataclass(frozen=True)
