@@ -20,10 +20,10 @@ come from one *kernel source* chosen at construction: the region generator
 (:mod:`dyreg_edu.regions`), or a baseline's fixed grid or semantic maps
 (:mod:`dyreg_edu.baselines`). ``variant="oracle"`` (Appendix E.6) has no source: its regions
 are given to ``forward(x, regions)``, the ground-truth boxes as regions
-(:func:`dyreg_edu.regions.regions_from_boxes`), one node per object. Every place where the authors' code differs from the paper
-is a switch, defaulting to the code; ``switches=`` takes all six at once
-(:data:`~dyreg_edu.variants.AUTHORS_CODE`, :data:`~dyreg_edu.variants.PAPER`), and a
-keyword overrides one:
+(:func:`dyreg_edu.regions.regions_from_boxes`), one node per object. Every place where the
+authors' code differs from the paper is a switch, defaulting to the code; ``switches=`` takes
+all six at once (:data:`~dyreg_edu.variants.AUTHORS_CODE`, :data:`~dyreg_edu.variants.PAPER`),
+and a keyword overrides one:
 
 ======================= ========================= ==================================
 switch                  default = authors' code   paper wording
