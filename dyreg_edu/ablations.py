@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shlex
 import sys
 import time
@@ -155,6 +156,12 @@ def keep_log(source: Path, target: Path, every: int = 10) -> Path:
     return target
 
 
+def standard_error(videos: int) -> float:
+    """The largest standard error of an accuracy measured on ``videos`` videos, in points
+    (a binomial proportion at 50%: ``100 * sqrt(0.25 / videos)``)."""
+    return 100.0 * math.sqrt(0.25 / videos)
+
+
 def write_table(table: str, scale: str, **design) -> Path:
     """``table<k>.md`` and ``.json`` from the result files present, beside the paper's numbers
     (``design``: as for :func:`results_dir`)."""
@@ -172,6 +179,7 @@ def write_table(table: str, scale: str, **design) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"table{table}.json").write_text(json.dumps({"table": table, "scale": scale, "rows": rows}, indent=2) + "\n")
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+    val_videos = config("resnet18", scale, **design).val_videos
     lines = [f"# {TITLES[table]} ({scale} scale{design_summary(config('resnet18', scale, **design))})", "",
              "| model | paper (%) | ours (%) | ours, still videos (%) | object-centric distance | training videos | minutes |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -181,7 +189,7 @@ def write_table(table: str, scale: str, **design) -> Path:
                      f"| {fmt(r['train_videos'], ',d')} | {fmt(r['wall_seconds'] and r['wall_seconds'] / 60, '.1f')} |")
     lines += ["", "*Still videos*: every frame replaced by the first, so nothing moves; the drop from the column "
               "before is what the model gets from motion. Validation: the first videos of the validation split "
-              "(its standard error is about ±1.1 points on 2,000 videos)."]
+              f"(its standard error is at most ±{standard_error(val_videos):.1f} points on {val_videos:,d} videos)."]
     path = folder / f"table{table}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -30,6 +30,21 @@ def test_state_survives_a_half_precision_round_trip(tmp_path, monkeypatch):
     assert steps == [1, 2, 3, 4]
 
 
+def test_sgd_momentum_is_left_out_and_sgd_resumes_without_it():
+    weight = torch.nn.Parameter(torch.ones(3))
+    sgd = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    weight.sum().backward()
+    sgd.step()
+    slim = gpu_queue.without_sgd_momentum(sgd.state_dict())
+    assert slim["state"] == {} and slim["param_groups"] == sgd.state_dict()["param_groups"]
+    fresh = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    fresh.load_state_dict(slim)
+    fresh.step()  # the buffer restarts as this gradient
+    assert torch.allclose(fresh.state[weight]["momentum_buffer"], torch.ones(3))
+    adam = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.ones(2)}}, "param_groups": []}
+    assert gpu_queue.without_sgd_momentum(adam) == adam
+
+
 def test_pack_splits_and_reassembles(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_queue, "REPO", tmp_path)
     monkeypatch.setattr(gpu_queue, "PIECE", 1000)
@@ -64,6 +79,7 @@ def test_compact_keeps_adam_second_moments_and_steps():
 
 def test_each_window_is_recorded_with_its_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_queue, "STATES", tmp_path / "states")
+    monkeypatch.setattr(gpu_queue, "RUNS", tmp_path / "runs")
     folder = tmp_path / "states" / "dyreg"
     folder.mkdir(parents=True)
     (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n')
@@ -73,6 +89,28 @@ def test_each_window_is_recorded_with_its_steps(tmp_path, monkeypatch):
     windows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(w["from_step"], w["to_step"]) for w in windows] == [(0, 40), (40, 90)]
     assert all({"date", "device", "commit", "wall_seconds"} <= set(w) for w in windows)
+
+
+def test_a_warm_machines_second_window_keeps_the_first(tmp_path, monkeypatch):
+    """On a warm machine the run folder outlives a working tree whose states/ lacks the first
+    window (it was not unpacked yet): the second window resumes from the run folder's step,
+    and the committed record still lists both windows."""
+    monkeypatch.setattr(gpu_queue, "STATES", tmp_path / "states")
+    monkeypatch.setattr(gpu_queue, "RUNS", tmp_path / "runs")
+    run, folder = tmp_path / "runs" / "dyreg", tmp_path / "states" / "dyreg"
+    run.mkdir(parents=True), folder.mkdir(parents=True)
+    assert gpu_queue.resumes_from("dyreg") == 0
+    (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n')
+    gpu_queue.record_window("dyreg", 0, 12.3, "cpu")
+    (run / "checkpoint.pt").write_bytes(b"")
+    (run / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n')
+    for f in folder.iterdir():  # the next call's working tree: no states/ for this run
+        f.unlink()
+    assert gpu_queue.resumes_from("dyreg") == 40
+    (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n{"step": 90}\n')
+    path = gpu_queue.record_window("dyreg", gpu_queue.resumes_from("dyreg"), 4.0, "cpu")
+    windows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(w["from_step"], w["to_step"]) for w in windows] == [(0, 40), (40, 90)]
 
 
 def test_diagnose_state_reports_batchnorm_and_regions(tmp_path):

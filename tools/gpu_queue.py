@@ -81,14 +81,30 @@ def float32(tree):
     return map_tensors(tree, lambda t: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t)
 
 
+def without_sgd_momentum(optimizer: dict) -> dict:
+    """An optimiser state dict with SGD's momentum buffers left out (Adam's moments kept).
+
+    A committed state is repository history (100 MB in all), and the momentum buffer is as
+    large as the model. With momentum 0.9 it remembers about the last ten steps' gradients of
+    a run of ~10^5 steps; a resumed SGD rebuilds it from its first gradient on (PyTorch starts
+    a missing buffer as that gradient), so leaving it out halves a window's commit and costs
+    the run a few steps' worth of momentum, like the half-precision rounding does.
+    """
+    state = {k: {n: v for n, v in s.items() if n != "momentum_buffer"} for k, s in optimizer["state"].items()}
+    return {**optimizer, "state": {k: s for k, s in state.items() if s}}
+
+
 def save_state(name: str) -> list[Path]:
-    """runs/paper/<name>/checkpoint.pt -> states/multisync/<name>/{model (fp16),optimizer (bf16)}.pt + log.jsonl."""
+    """runs/paper/<name>/checkpoint.pt -> states/multisync/<name>/{model (fp16),optimizer (bf16)}.pt + log.jsonl.
+
+    The optimiser is kept without SGD's momentum (:func:`without_sgd_momentum`).
+    """
     run = RUNS / name
     ckpt = load_checkpoint(run / "checkpoint.pt")
     folder = STATES / name
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(compact({k: v for k, v in ckpt.items() if k != "optimizer"}, torch.float16), folder / "model.pt")  # rng: bytes
-    torch.save(compact(ckpt["optimizer"], torch.bfloat16), folder / "optimizer.pt")
+    torch.save(compact(without_sgd_momentum(ckpt["optimizer"]), torch.bfloat16), folder / "optimizer.pt")
     (folder / "log.jsonl").write_text((run / "log.jsonl").read_text())
     return [folder / "model.pt", folder / "optimizer.pt", folder / "log.jsonl"]
 
@@ -107,6 +123,8 @@ def restore_state(name: str) -> None:
     run.mkdir(parents=True, exist_ok=True)
     torch.save(float32(model) | {"optimizer": float32(optimizer)}, run / "checkpoint.pt")
     (run / "log.jsonl").write_text((folder / "log.jsonl").read_text())
+    if (folder / "windows.jsonl").exists():
+        (run / "windows.jsonl").write_text((folder / "windows.jsonl").read_text())
 
 
 def pack(paths: list[Path], out: Path) -> list[Path]:
@@ -155,18 +173,35 @@ def last_step(log: Path) -> int:
 
 
 def record_window(name: str, first_step: int, seconds: float, device: str) -> Path:
-    """Append this window's share of run ``name`` to ``states/multisync/<name>/windows.jsonl``:
-    when, on what, with which commit, from which step to which (a run's provenance across windows)."""
+    """Append this window's share of run ``name`` to its ``windows.jsonl``: when, on what, with
+    which commit, from which step to which (a run's provenance across windows).
+
+    The record is kept in the run folder (which survives on a warm machine even where the
+    working tree's ``states/`` was replaced by a copy without this window) and copied to
+    ``states/multisync/<name>/windows.jsonl``, the file that is committed.
+    """
     from dyreg_edu.train import provenance_fields
 
-    folder = STATES / name
+    run, folder = RUNS / name, STATES / name
     fields = provenance_fields("python tools/gpu_queue.py", seconds, device)
     window = {"date": fields["date"], "device": fields["device"], "commit": fields["commit"],
               "from_step": first_step, "to_step": last_step(folder / "log.jsonl"), "wall_seconds": fields["wall_seconds"]}
-    path = folder / "windows.jsonl"
-    with path.open("a") as f:
+    run.mkdir(parents=True, exist_ok=True)
+    with (run / "windows.jsonl").open("a") as f:
         f.write(json.dumps(window) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "windows.jsonl"
+    path.write_text((run / "windows.jsonl").read_text())
     return path
+
+
+def resumes_from(name: str) -> int:
+    """The step run ``name`` resumes from: its run folder's log when that holds a checkpoint (a
+    warm machine's own last window), else the committed state's log (0 for a new run)."""
+    run = RUNS / name
+    if (run / "checkpoint.pt").exists():
+        return last_step(run / "log.jsonl")
+    return last_step(STATES / name / "log.jsonl")
 
 
 def run_queue(deadline: float, device: str) -> list[Path]:
@@ -178,9 +213,10 @@ def run_queue(deadline: float, device: str) -> list[Path]:
         done = ablations.read_result("paper", name)
         if done and done.get("finished"):
             continue
-        first_step, tic = last_step(STATES / name / "log.jsonl"), time.time()
+        tic = time.time()
         try:
             restore_state(name)
+            first_step = resumes_from(name)
             result = ablations.run_one(ablations.run_of(name), "paper", RUNS, deadline=deadline,
                                        common={"device": device}, progress=False)
         except Exception:  # report it and go on: one broken run must not cost the window
