@@ -1,0 +1,165 @@
+r"""Can the graph learn the relation? The spatio-temporal graph alone, on the generator's truth.
+
+At the mini scale even the oracle (Appendix E.6: the digits' own boxes as regions) ends level
+with a plain ResNet, and a linear probe finds no synchrony in its graph's output (Chapter 7).
+This experiment takes everything else away. Each node is one digit; its input in frame ``t``
+is its class (one-hot) and, as ``inputs`` says,
+
+- ``"centres"``: its box centre (normalised to [0, 1]), so motion is present only as change
+  from frame to frame, which is what the oracle's nodes carry (their region moves with the
+  digit, their pooled appearance does not change), or
+- ``"steps"``: its step since the previous frame (zero in the first), so the motion is in
+  every frame's node itself.
+
+One :class:`~dyreg_edu.graph.SpatioTemporalGraph` (the paper's K = 3 iterations, GRUs over
+time, messages within a frame) and a linear read-out of each node in the last frame learn
+each digit's sync flag (does it belong to the synchronous subset?), with AdamW. Nothing else
+learns, so the runs take a minute or two on a CPU::
+
+    python -m dyreg_edu.relation --inputs centres --out results/multisync/mini/relation/centres_sum.json
+
+A result file holds the validation curve, the base rate (always answering the majority flag)
+and its provenance (command, commit, device, date, wall time).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import repeat
+from torch import Tensor, nn
+
+from .graph import MESSAGE_FORMS, SpatioTemporalGraph
+from .metrics import box_centers
+from .train import build_data, config, provenance_fields
+
+INPUTS = ("centres", "steps")
+
+
+@dataclass(frozen=True)
+class RelationConfig:
+    """One run of the experiment; the data are the mini scale's (``num_digits`` digits, its size and frames)."""
+
+    inputs: str = "centres"
+    messages: str = "sum"
+    channels: int = 32
+    steps: int = 3_000
+    batch_size: int = 64
+    lr: float = 2e-3
+    scale: float = 1.0  # the motion input's multiplier
+    num_digits: int = 3
+    val_videos: int = 1_000
+    eval_every: int = 250
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if self.messages not in MESSAGE_FORMS:
+            raise ValueError(f"messages must be one of {MESSAGE_FORMS}, got {self.messages!r}")
+        for name in ("channels", "steps", "batch_size", "val_videos", "eval_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+
+
+def node_inputs(batch: dict, inputs: str, video_size: int, scale: float = 1.0) -> Tensor:
+    """Each digit's node input in every frame: ``[B, T, D, 12]`` = (motion x, motion y, one-hot class).
+
+    ``inputs="centres"``: the box centres ``[B, T, D, 2]``; ``"steps"``: their change since the
+    previous frame (zero in the first). ``scale`` multiplies the two motion channels.
+    """
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+    centres = box_centers(batch["boxes"].float(), video_size)
+    if inputs == "steps":
+        centres = torch.cat([torch.zeros_like(centres[:, :1]), centres.diff(dim=1)], dim=1)
+    classes = repeat(F.one_hot(batch["digits"], 10).float(), "b d k -> b t d k", t=centres.shape[1])
+    return torch.cat([scale * centres, classes], dim=-1)
+
+
+class RelationProbe(nn.Module):
+    """Node inputs ``[B, T, D, 12]`` -> a linear embedding, the graph, one logit per digit ``[B, D]``
+    (from each node in the last frame)."""
+
+    def __init__(self, channels: int = 32, messages: str = "sum"):
+        super().__init__()
+        self.embed = nn.Linear(12, channels)
+        self.graph = SpatioTemporalGraph(channels, iterations=3, messages=messages)
+        self.read_out = nn.Linear(channels, 1)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        nodes, _ = self.graph(self.embed(inputs))
+        return self.read_out(nodes[:, -1])[..., 0]
+
+
+def sync_loss_and_accuracy(logits: Tensor, sync: Tensor) -> tuple[Tensor, float]:
+    """Binary cross-entropy of the per-digit logits ``[B, D]`` and the share of flags right (%)."""
+    target = sync.float()
+    loss = F.binary_cross_entropy_with_logits(logits, target)
+    return loss, 100.0 * ((logits > 0).float() == target).float().mean().item()
+
+
+def run(cfg: RelationConfig, progress: bool = False) -> dict:
+    """Train the probe; the validation curve ``[{step, loss, val_loss, val_accuracy}]`` and the base rate."""
+    torch.manual_seed(cfg.seed)
+    data_cfg = dataclasses.replace(config("dyreg", "mini", num_digits=cfg.num_digits),
+                                   val_videos=cfg.val_videos, device="cpu")
+    train_data, val_data = build_data(data_cfg, "train"), build_data(data_cfg, "val")
+    inputs = lambda batch: node_inputs(batch, cfg.inputs, data_cfg.size, cfg.scale)  # noqa: E731
+    probe = RelationProbe(cfg.channels, cfg.messages)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    val_batch = val_data.batch(list(range(cfg.val_videos)))
+    sync_share = val_batch["sync"].float().mean().item()
+    curve = []
+    for step in range(cfg.steps):
+        batch = train_data.batch(list(range(step * cfg.batch_size, (step + 1) * cfg.batch_size)))
+        loss, _ = sync_loss_and_accuracy(probe(inputs(batch)), batch["sync"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            with torch.no_grad():
+                val_loss, val_accuracy = sync_loss_and_accuracy(probe(inputs(val_batch)), val_batch["sync"])
+            curve.append({"step": step + 1, "loss": round(loss.item(), 4), "val_loss": round(val_loss.item(), 4),
+                          "val_accuracy": round(val_accuracy, 2)})
+            if progress:
+                print(json.dumps(curve[-1]), flush=True)
+    return {"curve": curve, "val_accuracy": curve[-1]["val_accuracy"],
+            "base_rate": round(100.0 * max(sync_share, 1.0 - sync_share), 2),
+            "train_videos": cfg.steps * cfg.batch_size}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = RelationConfig()
+    for f in dataclasses.fields(RelationConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name))
+    p.add_argument("--out", type=Path, help="write the result (with its provenance) as JSON here")
+    args = vars(p.parse_args(argv))
+    out = args.pop("out")
+    try:
+        cfg = RelationConfig(**args)
+    except ValueError as error:
+        p.error(str(error))
+    tic = time.time()
+    result = run(cfg, progress=True)
+    command = "python -m dyreg_edu.relation " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    result = {"config": dataclasses.asdict(cfg), **result, **provenance_fields(command, time.time() - tic, "cpu")}
+    print(f"{cfg.inputs}, {cfg.messages} messages: {result['val_accuracy']:.2f}% of the sync flags right "
+          f"(base rate {result['base_rate']:.2f}%)")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
