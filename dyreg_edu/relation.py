@@ -120,7 +120,8 @@ def run(cfg: RelationConfig, progress: bool = False) -> dict:
     sync_share = val_batch["sync"].float().mean().item()
     curve = []
     for step in range(cfg.steps):
-        batch = train_data.batch(list(range(step * cfg.batch_size, (step + 1) * cfg.batch_size)))
+        first = step * cfg.batch_size  # past the 600,000 videos of an epoch, they repeat
+        batch = train_data.batch([i % len(train_data) for i in range(first, first + cfg.batch_size)])
         loss, _ = sync_loss_and_accuracy(probe(inputs(batch)), batch["sync"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
