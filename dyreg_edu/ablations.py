@@ -179,8 +179,8 @@ def write_table(table: str, scale: str, **design) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"table{table}.json").write_text(json.dumps({"table": table, "scale": scale, "rows": rows}, indent=2) + "\n")
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
-    val_videos = config("resnet18", scale, **design).val_videos
-    lines = [f"# {TITLES[table]} ({scale} scale{design_summary(config('resnet18', scale, **design))})", "",
+    plain = config("resnet18", scale, **design)
+    lines = [f"# {TITLES[table]} ({scale} scale{design_summary(plain)})", "",
              "| model | paper (%) | ours (%) | ours, still videos (%) | object-centric distance | training videos | minutes |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -189,7 +189,7 @@ def write_table(table: str, scale: str, **design) -> Path:
                      f"| {fmt(r['train_videos'], ',d')} | {fmt(r['wall_seconds'] and r['wall_seconds'] / 60, '.1f')} |")
     lines += ["", "*Still videos*: every frame replaced by the first, so nothing moves; the drop from the column "
               "before is what the model gets from motion. Validation: the first videos of the validation split "
-              f"(its standard error is at most ±{standard_error(val_videos):.1f} points on {val_videos:,d} videos)."]
+              f"(its standard error is at most ±{standard_error(plain.val_videos):.1f} points on {plain.val_videos:,d} videos)."]
     path = folder / f"table{table}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

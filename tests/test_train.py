@@ -292,3 +292,8 @@ def test_a_design_run_records_a_command_that_names_the_design(tmp_path, monkeypa
     assert (seen["cfg"].digit_size, seen["cfg"].max_step, seen["cfg"].num_nodes) == (14, 5.0, 3)
     argv = seen["command"].split(" (via")[0].split()[3:]  # the command trains the same configuration
     assert train.parser().parse_args(argv).digit_size == 14
+
+
+def test_a_tables_standard_error_follows_its_validation_size():
+    assert round(ablations.standard_error(2_000), 2) == 1.12
+    assert ablations.standard_error(10_000) == pytest.approx(0.5)
