@@ -11,7 +11,8 @@ Reads a GPU queue state (``model.pt`` + ``log.jsonl``) or a run directory
   a large gap means the running statistics lag behind the weights;
 - the regions (:func:`dyreg_edu.metrics.region_statistics`): how far apart the nodes sit and
   how large the regions are, as fractions of the map side, and the object-centric distance;
-- from the log: steps, training videos, and every validation record.
+- from the log: steps, training videos, and every validation record; from ``windows.jsonl``
+  (a GPU queue state) the windows of GPU time it trained in.
 
 Writes the figures with their provenance (``--out``) and a compact copy of the log beside
 it (every ``--log-stride``-th step and every validation record).
@@ -75,6 +76,8 @@ def main(argv=None) -> int:
     records = [json.loads(line) for line in (args.folder / "log.jsonl").read_text().splitlines() if line.strip()]
     validations = [{k: r[k] for k in ("step", "val_accuracy", "object_centric", "regions", "gamma") if k in r}
                    for r in records if "val_accuracy" in r]
+    windows_file = args.folder / "windows.jsonl"
+    windows = [json.loads(line) for line in windows_file.read_text().splitlines()] if windows_file.exists() else []
     from dyreg_edu.notebook import cpu_name, git_commit
 
     result = {
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
         "training_seconds": round(state["state"]["seconds"], 1),
         "measured_on_videos": args.videos,
         "bn_statistics_as_saved": saved, "bn_statistics_recomputed": recomputed,
-        "log_validations": validations,
+        "log_validations": validations, "windows": windows,
         "command": "python " + " ".join([str(Path(__file__).relative_to(REPO))] + (sys.argv[1:] if argv is None else argv)),
         "commit": git_commit(), "device": cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "wall_seconds": round(time.time() - tic, 1), "config": cfg.to_dict(),
