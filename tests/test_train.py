@@ -198,6 +198,17 @@ def test_paper_scale_is_the_papers_model_and_data():
     assert (paper.optimizer, paper.lr, paper.momentum) == ("sgd", 1e-3, 0.9)
 
 
+def test_paper_scaled_recipe_scales_the_papers_lr_with_the_batch():
+    """The paper-scale default: the paper's SGD, its lr 0.001 per 10 videos kept per video."""
+    cfg = config("dyreg", "paper")
+    assert cfg.recipe == "paper_scaled" and cfg.batch_size == 128
+    assert (cfg.optimizer, cfg.momentum, cfg.weight_decay, cfg.schedule) == ("sgd", 0.9, 5e-4, "constant")
+    assert cfg.lr == pytest.approx(0.0128)
+    assert config("dyreg", "paper", batch_size=10).lr == pytest.approx(1e-3)  # the paper's batch, the paper's lr
+    assert config("dyreg", "paper", batch_size=128, lr=0.01).lr == 0.01      # an explicit lr wins
+    assert config("fixed", "paper").lr == cfg.lr                              # every variant alike
+
+
 def test_grouped_logging_keeps_every_step_and_the_same_losses(tmp_path):
     """log_every > 1 (one GPU sync per group) writes the same per-step records as log_every = 1."""
     torch.manual_seed(0)
