@@ -52,6 +52,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
@@ -102,6 +103,11 @@ class DyRegBlock(nn.Module):
         train_height, train_width: the map the block was trained on, when it now runs on a
             larger ``height x width`` one (full-resolution evaluation, module docstring). ``None``
             (default): the same as ``height``, ``width``. The parameters depend only on these.
+        node_motion: **not in the paper** (an experiment of chapter 7, default ``False``): also add
+            to each node a Linear of its kernel's change since the previous frame
+            (:meth:`motion`), so that a node whose region follows a digit carries the digit's step,
+            not only its position. ``False`` leaves the block, its parameters and the golden
+            fixtures exactly the authors'.
 
     ``forward(x, regions=None)`` with ``x`` ``[B, T, C_in, H, W]`` (and, for ``oracle`` only,
     the given ``regions`` ``[B, T, N, 4]``) returns ``(y, aux)``: ``y`` like ``x``;
@@ -137,6 +143,7 @@ class DyRegBlock(nn.Module):
         residual_scale_init: float = 0.0,
         train_height: int | None = None,
         train_width: int | None = None,
+        node_motion: bool = False,
     ):
         super().__init__()
         self.properties = properties(variant)
@@ -170,6 +177,9 @@ class DyRegBlock(nn.Module):
             self.project_in = self.project_norm = self.project_out = None
         self._add_kernel_source(region_dim, anchors, fixed_size, learn_size, fixed_pooling)
         self.position_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
+        self.node_motion = node_motion
+        if node_motion:
+            self.motion_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
         self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, self.switches.messages,
                                          self.switches.temporal_first)
         self.residual_norm = map_norm(in_channels, scale_init=residual_scale_init)
@@ -276,12 +286,23 @@ class DyRegBlock(nn.Module):
         """
         if not self.position_grad:
             kernels = kernels.detach()
+        return self.position_embedding(self._training_map(kernels))
+
+    def motion(self, kernels: Tensor) -> Tensor:
+        """Each node's motion (``node_motion``, not in the paper): a Linear of its kernel's change
+        since the previous frame, zero at the first: ``[B, T, N, H, W] -> [B, T, N, C]``."""
+        previous = torch.cat([kernels[:, :1], kernels[:, :-1]], dim=1)  # frame t-1 (frame 0 for itself)
+        return self.motion_embedding(self._training_map(kernels - previous))
+
+    def _training_map(self, kernels: Tensor) -> Tensor:
+        """Kernels flattened over the training map: ``[B, T, N, H, W] -> [B, T, N, H_train * W_train]``
+        (average-pooled to it first at full resolution)."""
         if self.full_res:
             batch = kernels.shape[0]
             kernels = F.adaptive_avg_pool2d(rearrange(kernels, "b t n h w -> (b t) n h w"),
                                             (self.train_height, self.train_width))
             kernels = rearrange(kernels, "(b t) n h w -> b t n h w", b=batch)
-        return self.position_embedding(rearrange(kernels, "b t n h w -> b t n (h w)"))
+        return rearrange(kernels, "b t n h w -> b t n (h w)")
 
     def project(self, x: Tensor) -> Tensor:
         """The optional 1x1 conv ``C_in -> C`` and LayerNorm: ``[B, T, C_in, H, W] -> [B, T, C, H, W]``."""
@@ -304,6 +325,8 @@ class DyRegBlock(nn.Module):
         features = self.project(x)                                      # X'  [B, T, C, H, W]
         kernels, aux = self.kernels(features, regions)                  # K   [B, T, N, H, W]   Eq. 1-6
         nodes = pool_nodes(features, kernels) + self.position(kernels)  # v   [B, T, N, C]      Eq. 7, Sec. 3.2
+        if self.node_motion:
+            nodes = nodes + self.motion(kernels)                        # not in the paper (node_motion)
         updated, attention = self.graph(nodes)                          # v'  [B, T, N, C]      Eq. 8-9
         y = self.project_back(remap_nodes(updated, kernels))            # y   [B, T, C_in, H, W] Eq. 10
         out = x + self.residual_norm(y)                                 # zero scale at init: the identity

@@ -308,3 +308,25 @@ def test_the_oracle_needs_its_regions_and_only_it_takes_them():
         DyRegBlock(32, 16, 16, variant="dyreg")(x, torch.ones(1, 2, 9, 4))
     with pytest.raises(ValueError, match="fixed_size applies"):
         DyRegBlock(32, 16, 16, variant="oracle", fixed_size=2.0)
+
+
+def test_node_motion_adds_each_nodes_step_and_is_off_by_default():
+    """``node_motion`` (not in the paper): nodes also get a Linear of their kernel's change since
+    the previous frame; off, the block has exactly the authors' parameters."""
+    from dyreg_edu.kernels import pool_nodes, region_kernels
+
+    assert not hasattr(DyRegBlock(32, 16, 16, variant="oracle", num_nodes=3), "motion_embedding")
+    torch.manual_seed(4)
+    block = randomise_zero_inits(DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle", node_motion=True))
+    x = torch.randn(2, 4, 32, 16, 16)
+    regions = torch.cat([torch.rand(2, 4, 3, 2) * 15, torch.full((2, 4, 3, 2), 1.5)], -1)
+    _, aux = block(x, regions)
+    kernels = region_kernels(regions, 16, 16)
+    change = kernels[:, 1:] - kernels[:, :-1]
+    motion = block.motion_embedding(change.flatten(-2))
+    expected = pool_nodes(x, kernels) + block.position(kernels)
+    torch.testing.assert_close(aux["nodes_in"][:, 1:], expected[:, 1:] + motion)
+    torch.testing.assert_close(aux["nodes_in"][:, 0], expected[:, 0] + block.motion_embedding.bias)  # no step yet
+    still = regions[:, :1].expand(-1, 4, -1, -1)  # regions that do not move: only the bias
+    torch.testing.assert_close(block.motion(region_kernels(still, 16, 16)),
+                               block.motion_embedding.bias.expand(2, 4, 3, -1))
