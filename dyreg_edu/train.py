@@ -36,6 +36,8 @@ mini scale (the chapters show why) and ``paper_scaled`` at paper scale, after tw
   37%) with the graph's branch still closed: its zero-initialised scales grow by SGD steps of
   lr x gradient, and at 64 videos a step ten epochs make 6.4 times fewer steps than the
   paper's batch of 10 (the batch of the authors' runs; the MultiSyncMNIST one is not stated).
+  At the mini scale, the same lr per video opens those scales alike at batch 16 and 64, and the
+  literal 0.001 at 64 far less (``results/multisync/mini/experiments/linear_scaling/``).
 
 **Exact resume.** The batch at step ``s`` is a pure function of ``(seed, s)``
 (:class:`~data_gen.multisync.MultiSyncLoader` orders each epoch by a counter-based hash),
