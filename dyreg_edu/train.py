@@ -166,10 +166,10 @@ VARIANT_SETTINGS = {"mini": {"resnet18": dict(epochs=0.16, head_init="none")}}
 PAPER_LR, PAPER_BATCH = 1e-3, 10
 #: The optimisers: the paper's (Section 4.2) as written, the same scaled to our batch, and a
 #: faster one. (The default of each scale is in :data:`DEFAULT_RECIPES`.)
+PAPER_SGD = dict(optimizer="sgd", lr=PAPER_LR, momentum=0.9, weight_decay=5e-4, schedule="constant", warmup_steps=0)
 RECIPES = {
-    "paper": dict(optimizer="sgd", lr=PAPER_LR, momentum=0.9, weight_decay=5e-4, schedule="constant", warmup_steps=0),
-    "paper_scaled": dict(optimizer="sgd", lr=PAPER_LR, momentum=0.9, weight_decay=5e-4, schedule="constant",
-                         warmup_steps=0),  # lr set by linear_scaled_lr(batch_size) in config()
+    "paper": PAPER_SGD,
+    "paper_scaled": PAPER_SGD,  # with lr = linear_scaled_lr(batch_size), set in config()
     "fast": dict(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100),
 }
 
