@@ -150,6 +150,8 @@ class DyRegBlock(nn.Module):
         for name, value in (("in_channels", in_channels), ("height", height), ("width", width), ("num_nodes", num_nodes)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(node_motion, bool):
+            raise ValueError(f"node_motion must be True or False, got {node_motion!r}")
         given = dict(size_plus_one=size_plus_one, normalize_kernels=normalize_kernels, clamp_centers=clamp_centers,
                      position_grad=position_grad, messages=messages, temporal_first=temporal_first)
         self.switches = dataclasses.replace(switches, **{k: v for k, v in given.items() if v is not None})

@@ -186,6 +186,7 @@ def test_clamp_and_position_gradient_switches():
         (lambda: synthetic_block(variant="fixed", fixed_pooling="gauss"), "fixed_pooling must be 'area' or 'tent', got 'gauss'"),
         (lambda: synthetic_block(variant="fixed", fixed_size=3.0), "fixed_size applies to .*fixed_pooling='tent'"),
         (lambda: synthetic_block(variant="pos_only", fixed_size=0.0), "fixed_size must be a positive half-extent in pixels, got 0.0"),
+        (lambda: synthetic_block(node_motion="yes"), "node_motion must be True or False, got 'yes'"),
     ],
 )
 def test_bad_construction_is_named(build, message):
