@@ -32,6 +32,8 @@ def test_bad_settings_name_the_value():
         relation.RelationConfig(messages="mean")
     with pytest.raises(ValueError, match="steps must be a positive int"):
         relation.RelationConfig(steps=0)
+    with pytest.raises(ValueError, match="target must be one of"):
+        relation.RelationConfig(target="labels")
 
 
 def test_probe_gives_one_logit_per_digit_and_a_run_records_its_curve():
@@ -41,3 +43,14 @@ def test_probe_gives_one_logit_per_digit_and_a_run_records_its_curve():
     result = relation.run(cfg)
     assert [r["step"] for r in result["curve"]] == [2, 4]
     assert 50.0 <= result["base_rate"] <= 100.0 and result["train_videos"] == 32
+
+
+def test_label_target_reads_the_56_classes_and_its_base_rate_is_the_motion_blind_ceiling():
+    probe = relation.RelationProbe(channels=8, target="label")
+    assert probe(relation.node_inputs(fake_batch(), "steps", 32)).shape == (1, 56)
+    cfg = relation.RelationConfig(inputs="steps", target="label", steps=4, batch_size=8, val_videos=16,
+                                  eval_every=4, channels=8)
+    result = relation.run(cfg, ceiling_videos=2_000)
+    assert [r["step"] for r in result["curve"]] == [4]
+    # the ceiling of a rule that knows the digits: far above chance (1/56), below 100
+    assert 100 / 56 < result["base_rate"] < 100.0
