@@ -138,15 +138,55 @@ def loss_and_accuracy(logits: Tensor, batch: dict, target: str) -> tuple[Tensor,
     return sync_loss_and_accuracy(logits, batch["sync"])
 
 
+def truth(data, count: int, chunk: int = 10_000) -> dict:
+    """The generator's ``digits [V, D]``, ``sync [V, D]`` and ``label [V]`` of the first ``count`` videos
+    (made in chunks, so that memory stays small)."""
+    parts = [data.batch(list(range(start, min(count, start + chunk)))) for start in range(0, count, chunk)]
+    return {key: torch.cat([part[key] for part in parts]) for key in ("digits", "sync", "label")}
+
+
 def base_rate(train_data, val_batch: dict, target: str, videos: int = 60_000) -> float:
     """The best accuracy (%) without the relation: the majority flag (``"sync"``), or the
     motion-blind ceiling measured with ``videos`` training videos (``"label"``)."""
     if target == "sync":
         share = val_batch["sync"].float().mean().item()
         return round(100.0 * max(share, 1.0 - share), 2)
-    parts = [train_data.batch(list(range(start, min(videos, start + 10_000)))) for start in range(0, videos, 10_000)]
-    digits, labels = torch.cat([p["digits"] for p in parts]), torch.cat([p["label"] for p in parts])
-    return round(motion_blind_ceiling(digits, labels, val_batch["digits"], val_batch["label"]), 2)
+    train = truth(train_data, videos)
+    return round(motion_blind_ceiling(train["digits"], train["label"], val_batch["digits"], val_batch["label"]), 2)
+
+
+def ideal_nodes(digits: Tensor, sync: Tensor) -> Tensor:
+    """The node features that answer the label, averaged over the digits as the head averages:
+    ``[V, 20]`` = (one-hot class, one-hot class if the digit is synchronous, else 0)."""
+    classes = F.one_hot(digits, 10).float()
+    return reduce(torch.cat([classes, classes * sync[..., None].float()], dim=-1), "v d k -> v k", "mean")
+
+
+def read_out_check(train_videos: int = 30_000, val_videos: int = 2_000, num_digits: int = 3,
+                   steps: int = 1_500, seed: int = 0) -> dict:
+    """Can the label head (linear, on nodes averaged over digits) read the label from ideal nodes?
+
+    Fits that head (full-batch Adam) on :func:`ideal_nodes` of ``train_videos`` mini videos, once
+    with the classes alone and once with the sync-gated classes too, and returns the validation
+    accuracy (%) of each: ``{"classes": ..., "classes_and_sync": ...}``. The first is the
+    motion-blind ceiling; the second says what a graph that computed the relation would give.
+    """
+    cfg = dataclasses.replace(config("dyreg", "mini", num_digits=num_digits), val_videos=val_videos, device="cpu")
+    train, val = truth(build_data(cfg, "train"), train_videos), truth(build_data(cfg, "val"), val_videos)
+    x_train, x_val = ideal_nodes(train["digits"], train["sync"]), ideal_nodes(val["digits"], val["sync"])
+    accuracy = {}
+    for name, width in (("classes", 10), ("classes_and_sync", 20)):
+        torch.manual_seed(seed)
+        head = nn.Linear(width, NUM_CLASSES)
+        optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+        for _ in range(steps):
+            loss = F.cross_entropy(head(x_train[:, :width]), train["label"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            accuracy[name] = round(label_loss_and_accuracy(head(x_val[:, :width]), val["label"])[1], 2)
+    return accuracy
 
 
 def run(cfg: RelationConfig, progress: bool = False, ceiling_videos: int = 60_000) -> dict:

@@ -54,3 +54,11 @@ def test_label_target_reads_the_56_classes_and_its_base_rate_is_the_motion_blind
     assert [r["step"] for r in result["curve"]] == [4]
     # the ceiling of a rule that knows the digits: far above chance (1/56), below 100
     assert 100 / 56 < result["base_rate"] < 100.0
+
+
+def test_ideal_nodes_gate_the_class_by_the_sync_flag_and_the_head_can_read_the_label_from_them():
+    nodes = relation.ideal_nodes(torch.tensor([[3, 7]]), torch.tensor([[True, False]]))
+    assert nodes.shape == (1, 20)
+    assert nodes[0, 3] == nodes[0, 7] == 0.5 and nodes[0, 10 + 3] == 0.5 and nodes[0, 10 + 7] == 0
+    accuracy = relation.read_out_check(train_videos=4_000, val_videos=500, steps=300)
+    assert accuracy["classes_and_sync"] > accuracy["classes"] + 20
