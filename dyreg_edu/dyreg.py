@@ -108,6 +108,12 @@ class DyRegBlock(nn.Module):
             (:meth:`motion`), so that a node whose region follows a digit carries the digit's step,
             not only its position. ``False`` leaves the block, its parameters and the golden
             fixtures exactly the authors'.
+        position_scale: **not in the paper** (an experiment of chapter 7, default ``1.0``, the
+            authors'): multiplies the kernels that the positional (and ``node_motion``) embedding
+            reads. A kernel sums to one over the map, so its entries, and a moving region's change,
+            are small next to the pooled features. Scaling them keeps the same functions (the
+            Linear could absorb the factor) and changes only the conditioning: with Adam it acts as
+            a ``position_scale`` times larger initial weight and learning rate for that Linear.
 
     ``forward(x, regions=None)`` with ``x`` ``[B, T, C_in, H, W]`` (and, for ``oracle`` only,
     the given ``regions`` ``[B, T, N, 4]``) returns ``(y, aux)``: ``y`` like ``x``;
@@ -144,6 +150,7 @@ class DyRegBlock(nn.Module):
         train_height: int | None = None,
         train_width: int | None = None,
         node_motion: bool = False,
+        position_scale: float = 1.0,
     ):
         super().__init__()
         self.properties = properties(variant)
@@ -152,6 +159,8 @@ class DyRegBlock(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(node_motion, bool):
             raise ValueError(f"node_motion must be True or False, got {node_motion!r}")
+        if isinstance(position_scale, bool) or not isinstance(position_scale, (int, float)) or not position_scale > 0:
+            raise ValueError(f"position_scale must be a positive number, got {position_scale!r}")
         given = dict(size_plus_one=size_plus_one, normalize_kernels=normalize_kernels, clamp_centers=clamp_centers,
                      position_grad=position_grad, messages=messages, temporal_first=temporal_first)
         self.switches = dataclasses.replace(switches, **{k: v for k, v in given.items() if v is not None})
@@ -179,6 +188,7 @@ class DyRegBlock(nn.Module):
             self.project_in = self.project_norm = self.project_out = None
         self._add_kernel_source(region_dim, anchors, fixed_size, learn_size, fixed_pooling)
         self.position_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
+        self.position_scale = float(position_scale)
         self.node_motion = node_motion
         if node_motion:
             self.motion_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
@@ -288,13 +298,13 @@ class DyRegBlock(nn.Module):
         """
         if not self.position_grad:
             kernels = kernels.detach()
-        return self.position_embedding(self._training_map(kernels))
+        return self.position_embedding(self.position_scale * self._training_map(kernels))
 
     def motion(self, kernels: Tensor) -> Tensor:
         """Each node's motion (``node_motion``, not in the paper): a Linear of its kernel's change
         since the previous frame, zero at the first: ``[B, T, N, H, W] -> [B, T, N, C]``."""
         previous = torch.cat([kernels[:, :1], kernels[:, :-1]], dim=1)  # frame t-1 (frame 0 for itself)
-        return self.motion_embedding(self._training_map(kernels - previous))
+        return self.motion_embedding(self.position_scale * self._training_map(kernels - previous))
 
     def _training_map(self, kernels: Tensor) -> Tensor:
         """Kernels flattened over the training map: ``[B, T, N, H, W] -> [B, T, N, H_train * W_train]``

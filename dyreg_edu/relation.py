@@ -68,6 +68,7 @@ class RelationConfig:
     val_videos: int = 1_000
     eval_every: int = 250
     seed: int = 0
+    until: float = 0.0  # stop once the validation accuracy reaches this (%); 0: train every step
 
     def __post_init__(self):
         if self.inputs not in INPUTS:
@@ -76,6 +77,8 @@ class RelationConfig:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.messages not in MESSAGE_FORMS:
             raise ValueError(f"messages must be one of {MESSAGE_FORMS}, got {self.messages!r}")
+        if not 0.0 <= self.until <= 100.0:
+            raise ValueError(f"until must be an accuracy in [0, 100] (0: train every step), got {self.until!r}")
         for name in ("channels", "steps", "batch_size", "val_videos", "eval_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
@@ -219,9 +222,11 @@ def run(cfg: RelationConfig, progress: bool = False, ceiling_videos: int = 600_0
                           "val_accuracy": round(val_accuracy, 2)})
             if progress:
                 print(json.dumps(curve[-1]), flush=True)
+            if cfg.until and val_accuracy >= cfg.until:
+                break
     return {"curve": curve, "val_accuracy": curve[-1]["val_accuracy"],
             "base_rate": base_rate(data_cfg, val_batch, cfg.target, ceiling_videos),
-            "train_videos": cfg.steps * cfg.batch_size}
+            "train_videos": curve[-1]["step"] * cfg.batch_size}
 
 
 def main(argv=None) -> int:

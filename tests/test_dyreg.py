@@ -187,6 +187,8 @@ def test_clamp_and_position_gradient_switches():
         (lambda: synthetic_block(variant="fixed", fixed_size=3.0), "fixed_size applies to .*fixed_pooling='tent'"),
         (lambda: synthetic_block(variant="pos_only", fixed_size=0.0), "fixed_size must be a positive half-extent in pixels, got 0.0"),
         (lambda: synthetic_block(node_motion="yes"), "node_motion must be True or False, got 'yes'"),
+        (lambda: synthetic_block(position_scale=0.0), "position_scale must be a positive number, got 0.0"),
+        (lambda: synthetic_block(position_scale="10"), "position_scale must be a positive number, got '10'"),
     ],
 )
 def test_bad_construction_is_named(build, message):
@@ -331,3 +333,23 @@ def test_node_motion_adds_each_nodes_step_and_is_off_by_default():
     still = regions[:, :1].expand(-1, 4, -1, -1)  # regions that do not move: only the bias
     torch.testing.assert_close(block.motion(region_kernels(still, 16, 16)),
                                block.motion_embedding.bias.expand(2, 4, 3, -1))
+
+
+def test_position_scale_is_the_same_function_with_a_scaled_input():
+    """``position_scale`` (not in the paper) multiplies the kernels the position and motion
+    embeddings read: a block with scale ``s`` equals one with scale 1 whose two Linears have
+    ``s`` times the weights (same biases), and 1.0 is the default."""
+    assert DyRegBlock(32, 16, 16, variant="oracle", num_nodes=3).position_scale == 1.0
+    torch.manual_seed(5)
+    scaled = randomise_zero_inits(DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle", node_motion=True,
+                                             position_scale=40.0))
+    plain = DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle", node_motion=True)
+    plain.load_state_dict(scaled.state_dict())
+    with torch.no_grad():
+        plain.position_embedding.weight.mul_(40.0)
+        plain.motion_embedding.weight.mul_(40.0)
+    x = torch.randn(2, 4, 32, 16, 16)
+    regions = torch.cat([torch.rand(2, 4, 3, 2) * 15, torch.full((2, 4, 3, 2), 1.5)], -1)
+    (y_scaled, aux_scaled), (y_plain, aux_plain) = scaled(x, regions), plain(x, regions)
+    torch.testing.assert_close(aux_scaled["nodes_in"], aux_plain["nodes_in"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(y_scaled, y_plain, rtol=1e-4, atol=1e-4)

@@ -1,5 +1,6 @@
 """The graph-alone experiment (dyreg_edu.relation)."""
 
+import dataclasses
 import pytest
 import torch
 
@@ -34,6 +35,8 @@ def test_bad_settings_name_the_value():
         relation.RelationConfig(steps=0)
     with pytest.raises(ValueError, match="target must be one of"):
         relation.RelationConfig(target="labels")
+    with pytest.raises(ValueError, match=r"until must be an accuracy in \[0, 100\].*got 120.0"):
+        relation.RelationConfig(until=120.0)
 
 
 def test_probe_gives_one_logit_per_digit_and_a_run_records_its_curve():
@@ -43,6 +46,9 @@ def test_probe_gives_one_logit_per_digit_and_a_run_records_its_curve():
     result = relation.run(cfg)
     assert [r["step"] for r in result["curve"]] == [2, 4]
     assert 50.0 <= result["base_rate"] <= 100.0 and result["train_videos"] == 32
+    # until: stop at the first evaluation that reaches it (some of the 48 flags are right)
+    early = relation.run(dataclasses.replace(cfg, steps=6, eval_every=2, until=1e-9), ceiling_videos=2_000)
+    assert [r["step"] for r in early["curve"]] == [2] and early["train_videos"] == 16
 
 
 def test_label_target_reads_the_56_classes_and_its_base_rate_is_the_motion_blind_ceiling():
