@@ -82,7 +82,7 @@ class RelationConfig:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.messages not in MESSAGE_FORMS:
             raise ValueError(f"messages must be one of {MESSAGE_FORMS}, got {self.messages!r}")
-        if not 0.0 <= self.until <= 100.0:
+        if isinstance(self.until, bool) or not isinstance(self.until, (int, float)) or not 0.0 <= self.until <= 100.0:
             raise ValueError(f"until must be an accuracy in [0, 100] (0: train every step), got {self.until!r}")
         for name in ("channels", "steps", "batch_size", "val_videos", "eval_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

@@ -37,6 +37,8 @@ def test_bad_settings_name_the_value():
         relation.RelationConfig(target="labels")
     with pytest.raises(ValueError, match=r"until must be an accuracy in \[0, 100\].*got 120.0"):
         relation.RelationConfig(until=120.0)
+    with pytest.raises(ValueError, match="until must be an accuracy in .*got '98'"):
+        relation.RelationConfig(until="98")
 
 
 def test_probe_gives_one_logit_per_digit_and_a_run_records_its_curve():
