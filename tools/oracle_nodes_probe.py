@@ -11,34 +11,87 @@ It prints one JSON line per evaluation (``s``: seconds since the start)::
 
     python tools/oracle_nodes_probe.py NAME POSITION_SCALE STEPS   # e.g. motion_s30 30 3000
 
-(``NAME`` containing ``nomotion`` leaves ``node_motion`` off; containing ``onehot`` adds to each node a
-Linear of its digit's one-hot class from the generator, the graph alone's clean class.)
+Words in ``NAME`` (joined by ``_``) change what a node holds:
+
+- ``nomotion``: no motion input at all (the paper's nodes);
+- ``centroid``: the motion as the graph alone has it, the step of each kernel's centre of mass since
+  the previous frame (2 numbers, in map widths, times ``POSITION_SCALE``, through a new Linear)
+  instead of ``node_motion``'s Linear of the whole kernel change;
+- ``motiononly``: ``POSITION_SCALE`` multiplies the motion input only; the positional embedding
+  reads the kernels as the authors' block does (scale 1);
+- ``nopos``: no positional embedding; ``nofeat``: no pooled features;
+- ``onehot``: add to each node a Linear of its digit's one-hot class from the generator, the graph
+  alone's clean class.
+
+With ``--out FILE`` it also writes the curve and its provenance (command, commit, device, date,
+wall time) as JSON.
 """
+import argparse
 import json
+import shlex
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange, reduce
 from torch import nn
 
 from dyreg_edu import train
 from dyreg_edu.kernels import pool_nodes
 
+WORDS = ("nomotion", "centroid", "motiononly", "nopos", "nofeat", "onehot")
+
+
+def kernel_centres(kernels):
+    """Each kernel's centre of mass in map widths: ``[B, T, N, H, W] -> [B, T, N, 2]`` (x, y)."""
+    height, width = kernels.shape[-2:]
+    ys = (torch.arange(height, dtype=kernels.dtype) + 0.5) / height
+    xs = (torch.arange(width, dtype=kernels.dtype) + 0.5) / width
+    mass = reduce(kernels, "b t n h w -> b t n", "sum").clamp_min(1e-8)
+    x = reduce(kernels * xs, "b t n h w -> b t n", "sum") / mass
+    y = reduce(kernels * ys[:, None], "b t n h w -> b t n", "sum") / mass
+    return torch.stack([x, y], dim=-1)
+
+
+def steps_since_previous(values):
+    """``[B, T, ...]`` -> the change since the previous frame, zero at the first."""
+    return values - torch.cat([values[:, :1], values[:, :-1]], dim=1)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name")
+    parser.add_argument("scale", type=float)
+    parser.add_argument("steps", type=int)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    unknown = [w for w in args.name.split("_") if w.isalpha() and w not in WORDS and w != "motion"]
+    if unknown:
+        parser.error(f"unknown words {unknown} in NAME; expected some of {WORDS} (and 'motion')")
+    return args
+
 
 def main(argv):
-    name, scale, steps = argv[0], float(argv[1]), int(argv[2])
-    motion, onehot = "nomotion" not in name, "onehot" in name
+    args = parse(argv)
+    words = set(args.name.split("_"))
+    kernel_motion = not words & {"nomotion", "centroid"}
     torch.manual_seed(0)
+    block_scale = 1.0 if "motiononly" in words else args.scale
     cfg = train.config("oracle", "mini", "fast", digit_size=14, max_step=5.0,
-                       block={"node_motion": motion, "position_scale": scale})
+                       block={"node_motion": kernel_motion, "position_scale": block_scale})
     model = train.build_model(cfg)
     train.load_digit_backbone(cfg, model, progress=False)
     train.freeze(model)
     blk, head = model.graph, nn.Linear(32, 56)
-    classes = nn.Linear(10, 32) if onehot else None
-    params = [p for n, p in blk.named_parameters() if not n.startswith("residual")] + list(head.parameters())
-    params += list(classes.parameters()) if onehot else []
+    extra = nn.ModuleDict()
+    if "onehot" in words:
+        extra["classes"] = nn.Linear(10, 32)
+    if "centroid" in words:
+        extra["centroid"] = nn.Linear(2, 32)
+    params = [p for n, p in blk.named_parameters() if not n.startswith("residual")]
+    params += list(head.parameters()) + list(extra.parameters())
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
     tr, va = train.build_data(cfg, "train"), train.build_data(cfg, "val")
 
@@ -48,17 +101,24 @@ def main(argv):
             x = model.features(video)
         feats = blk.project(x)
         kernels, _ = blk.kernels(feats, model.oracle_regions(boxes))
-        nodes = pool_nodes(feats, kernels) + blk.position(kernels)
-        if motion:
-            nodes = nodes + blk.motion(kernels)
-        if onehot:  # node d is digit d's (the oracle's regions are the boxes in order)
-            nodes = nodes + classes(F.one_hot(batch["digits"], 10).float())[:, None]
+        nodes = torch.zeros(*kernels.shape[:3], 32)
+        if "nofeat" not in words:
+            nodes = nodes + pool_nodes(feats, kernels)
+        if "nopos" not in words:
+            nodes = nodes + blk.position(kernels)
+        if kernel_motion:
+            # blk.motion(kernels) when the block's position_scale is the scale (all but motiononly)
+            nodes = nodes + blk.motion_embedding(args.scale * blk._training_map(steps_since_previous(kernels)))
+        if "centroid" in words:
+            nodes = nodes + extra["centroid"](args.scale * steps_since_previous(kernel_centres(kernels)))
+        if "onehot" in words:  # node d is digit d's (the oracle's regions are the boxes in order)
+            nodes = nodes + extra["classes"](F.one_hot(batch["digits"], 10).float())[:, None]
         out, _ = blk.graph(nodes)
         return head(out.mean((1, 2)))
 
     val = va.batch(list(range(1000)))
-    tic = time.time()
-    for step in range(steps):
+    tic, curve = time.time(), []
+    for step in range(args.steps):
         b = tr.batch(list(range(step * 64, step * 64 + 64)))
         loss = F.cross_entropy(logits(b), b["label"])
         opt.zero_grad()
@@ -67,8 +127,23 @@ def main(argv):
         if (step + 1) % 250 == 0:
             with torch.no_grad():
                 acc = 100 * (logits(val).argmax(-1) == val["label"]).float().mean().item()
-            print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4), "val_accuracy": round(acc, 2),
-                              "s": round(time.time() - tic)}), flush=True)
+            point = {"step": step + 1, "loss": round(loss.item(), 4), "val_accuracy": round(acc, 2),
+                     "seconds": round(time.time() - tic)}
+            curve.append(point)
+            print(json.dumps(point), flush=True)
+            if args.out:
+                write(args, words, curve, time.time() - tic)
+
+
+def write(args, words, curve, seconds):
+    config = {"position_scale": args.scale, "words": sorted(words & set(WORDS)), "steps": args.steps,
+              "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "val_videos": 1000, "eval_every": 250,
+              "digit_size": 14, "max_step": 5.0, "seed": 0}
+    command = "python tools/oracle_nodes_probe.py " + shlex.join(sys.argv[1:])
+    result = {"config": config, "val_accuracy": curve[-1]["val_accuracy"], "train_videos": curve[-1]["step"] * 64,
+              "curve": curve, **train.provenance_fields(command, seconds, "cpu")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
