@@ -59,10 +59,13 @@ from torch import Tensor, nn
 
 from .baselines import FixedGridKernels, SemanticKernels
 from .graph import SpatioTemporalGraph
-from .kernels import AUTHORS_KERNEL_EPS, pool_nodes, region_kernels, remap_nodes
+from .kernels import AUTHORS_KERNEL_EPS, kernel_centres, pool_nodes, region_kernels, remap_nodes
 from .layers import map_norm
 from .regions import SIZE_CELLS, RegionGenerator, center_anchors, grid_anchors, node_grid, regions_from_offsets
 from .variants import AUTHORS_CODE, BLOCK_VARIANTS, GENERATED_VARIANTS, VARIANTS, Switches, properties
+
+#: What ``node_motion`` can read (``DyRegBlock(motion_from=...)``, not in the paper).
+MOTION_FROM = ("kernel", "centre")
 
 __all__ = ["DyRegBlock", "VARIANTS", "BLOCK_VARIANTS", "GENERATED_VARIANTS", "SemanticKernels"]
 
@@ -108,6 +111,10 @@ class DyRegBlock(nn.Module):
             (:meth:`motion`), so that a node whose region follows a digit carries the digit's step,
             not only its position. ``False`` leaves the block, its parameters and the golden
             fixtures exactly the authors'.
+        motion_from: what ``node_motion`` reads (**not in the paper**): ``"kernel"`` (default) the
+            whole kernel's change, ``H * W`` numbers; ``"centre"`` the step of the kernel's centre
+            of mass (:func:`~dyreg_edu.kernels.kernel_centres`, in map widths and heights), 2
+            numbers, the motion as the graph alone of chapter 7 gets it.
         position_scale: **not in the paper** (an experiment of chapter 7, default ``1.0``, the
             authors'): multiplies the kernels that the positional (and ``node_motion``) embedding
             reads. A kernel sums to one over the map, so its entries, and a moving region's change,
@@ -151,6 +158,7 @@ class DyRegBlock(nn.Module):
         train_width: int | None = None,
         node_motion: bool = False,
         position_scale: float = 1.0,
+        motion_from: str = "kernel",
     ):
         super().__init__()
         self.properties = properties(variant)
@@ -159,6 +167,8 @@ class DyRegBlock(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(node_motion, bool):
             raise ValueError(f"node_motion must be True or False, got {node_motion!r}")
+        if motion_from not in MOTION_FROM:
+            raise ValueError(f"motion_from must be one of {MOTION_FROM}, got {motion_from!r}")
         if isinstance(position_scale, bool) or not isinstance(position_scale, (int, float)) or not position_scale > 0:
             raise ValueError(f"position_scale must be a positive number, got {position_scale!r}")
         given = dict(size_plus_one=size_plus_one, normalize_kernels=normalize_kernels, clamp_centers=clamp_centers,
@@ -189,9 +199,10 @@ class DyRegBlock(nn.Module):
         self._add_kernel_source(region_dim, anchors, fixed_size, learn_size, fixed_pooling)
         self.position_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
         self.position_scale = float(position_scale)
-        self.node_motion = node_motion
+        self.node_motion, self.motion_from = node_motion, motion_from
         if node_motion:
-            self.motion_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
+            motion_dim = 2 if motion_from == "centre" else self.train_height * self.train_width
+            self.motion_embedding = nn.Linear(motion_dim, self.node_dim)
         self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, self.switches.messages,
                                          self.switches.temporal_first)
         self.residual_norm = map_norm(in_channels, scale_init=residual_scale_init)
@@ -302,9 +313,15 @@ class DyRegBlock(nn.Module):
 
     def motion(self, kernels: Tensor) -> Tensor:
         """Each node's motion (``node_motion``, not in the paper): a Linear of its kernel's change
-        since the previous frame, zero at the first: ``[B, T, N, H, W] -> [B, T, N, C]``."""
-        previous = torch.cat([kernels[:, :1], kernels[:, :-1]], dim=1)  # frame t-1 (frame 0 for itself)
-        return self.motion_embedding(self.position_scale * self._training_map(kernels - previous))
+        since the previous frame (``motion_from``: the whole kernel's, or its centre's), zero at
+        the first: ``[B, T, N, H, W] -> [B, T, N, C]``."""
+        if self.motion_from == "centre":
+            size = torch.tensor([kernels.shape[-1], kernels.shape[-2]], dtype=kernels.dtype, device=kernels.device)
+            moving = kernel_centres(kernels) / size                     # [B, T, N, 2] in map widths, heights
+        else:
+            moving = self._training_map(kernels)                        # [B, T, N, H_train * W_train]
+        previous = torch.cat([moving[:, :1], moving[:, :-1]], dim=1)    # frame t-1 (frame 0 for itself)
+        return self.motion_embedding(self.position_scale * (moving - previous))
 
     def _training_map(self, kernels: Tensor) -> Tensor:
         """Kernels flattened over the training map: ``[B, T, N, H, W] -> [B, T, N, H_train * W_train]``

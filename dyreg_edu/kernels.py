@@ -129,6 +129,28 @@ def pool_nodes(features: Tensor, kernels: Tensor) -> Tensor:
     return torch.einsum("...chw,...nhw->...nc", features, kernels)
 
 
+def kernel_centres(kernels: Tensor) -> Tensor:
+    r"""Each kernel's centre of mass in map pixels (**not in the paper**; the ``node_motion``
+    experiment of chapter 7 reads its change from frame to frame).
+
+    .. math:: (\bar x_i, \bar y_i) = \sum_{p, q} K_i(p, q)\, (q, p) \Big/ \sum_{p, q} K_i(p, q)
+
+    Args:
+        kernels: ``[..., N, H, W]``, non-negative (a kernel of all zeros has its centre at ``(0, 0)``).
+
+    Returns:
+        ``[..., N, 2]`` as ``(x, y)``, in the module's pixel coordinates.
+    """
+    _check_kernels(kernels)
+    height, width = kernels.shape[-2:]
+    ys = torch.arange(height, dtype=kernels.dtype, device=kernels.device)
+    xs = torch.arange(width, dtype=kernels.dtype, device=kernels.device)
+    mass = kernels.sum((-2, -1)).clamp_min(torch.finfo(kernels.dtype).tiny)
+    x = torch.einsum("...hw,w->...", kernels, xs) / mass
+    y = torch.einsum("...hw,h->...", kernels, ys) / mass
+    return torch.stack([x, y], dim=-1)
+
+
 def remap_nodes(nodes: Tensor, kernels: Tensor) -> Tensor:
     r"""Eq. 10: send each node back to the pixels its kernel covers.
 

@@ -49,9 +49,11 @@ as one that ran straight through.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
 import json
 import math
 import shlex
@@ -67,6 +69,7 @@ from torch import Tensor, nn
 
 from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
 
+from .dyreg import DyRegBlock
 from .variants import BLOCK_VARIANTS, ORACLE_VARIANTS
 from .metrics import box_centers, confusion_matrix, distance_sums, harmonic_mean, region_centers, region_statistics
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
@@ -870,11 +873,32 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--digit-size", type=int, help="digit size in video pixels (default: scales with the video, 7 at 64)")
     p.add_argument("--max-step", type=float, help="largest step a frame in video pixels (default: 2.5 at 64)")
     p.add_argument("--temporal-shift", action="store_true", help="TSM's shift before layer3 (the motion-aware plain control)")
+    p.add_argument("--block", action="append", default=[], metavar="KEY=VALUE",
+                   help="a DyRegBlock switch (repeatable), VALUE a Python literal or a word, "
+                   "e.g. --block node_motion=True --block motion_from=centre --block position_scale=25")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def block_switches(pairs: list[str]) -> dict:
+    """``["node_motion=True", "motion_from=centre"]`` -> ``{"node_motion": True, "motion_from": "centre"}``:
+    each ``KEY`` a keyword of :class:`~dyreg_edu.dyreg.DyRegBlock`, each ``VALUE`` a Python literal
+    (or else the word itself)."""
+    set_by_the_model = {"in_channels", "height", "width", "variant", "num_nodes", "node_dim", "region_dim", "switches"}
+    known = set(inspect.signature(DyRegBlock).parameters) - set_by_the_model
+    switches = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"--block wants KEY=VALUE with KEY one of {sorted(known)}, got {pair!r}")
+        try:
+            switches[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            switches[key] = text
+    return switches
 
 
 def main(argv=None) -> int:
@@ -885,8 +909,13 @@ def main(argv=None) -> int:
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.temporal_shift:
         overrides["temporal_shift"] = True
-    if args.fixed_size is not None:
-        overrides["block"] = {"fixed_size": args.fixed_size}
+    block = {"fixed_size": args.fixed_size} if args.fixed_size is not None else {}
+    try:
+        block.update(block_switches(args.block))
+    except ValueError as error:
+        p.exit(2, f"{p.prog}: error: {error}\n")
+    if block:
+        overrides["block"] = block
     command = "python -m dyreg_edu.train " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     try:
         if args.max_steps is not None and args.max_steps < 0:

@@ -189,6 +189,7 @@ def test_clamp_and_position_gradient_switches():
         (lambda: synthetic_block(node_motion="yes"), "node_motion must be True or False, got 'yes'"),
         (lambda: synthetic_block(position_scale=0.0), "position_scale must be a positive number, got 0.0"),
         (lambda: synthetic_block(position_scale="10"), "position_scale must be a positive number, got '10'"),
+        (lambda: synthetic_block(motion_from="box"), r"motion_from must be one of \('kernel', 'centre'\), got 'box'"),
     ],
 )
 def test_bad_construction_is_named(build, message):
@@ -333,6 +334,22 @@ def test_node_motion_adds_each_nodes_step_and_is_off_by_default():
     still = regions[:, :1].expand(-1, 4, -1, -1)  # regions that do not move: only the bias
     torch.testing.assert_close(block.motion(region_kernels(still, 16, 16)),
                                block.motion_embedding.bias.expand(2, 4, 3, -1))
+
+
+def test_node_motion_from_the_centre_is_each_regions_step_in_map_widths():
+    """``motion_from="centre"`` (not in the paper): the motion input is the step of each kernel's
+    centre since the previous frame, in map widths and heights, times ``position_scale``."""
+    from dyreg_edu.kernels import region_kernels
+
+    torch.manual_seed(6)
+    block = randomise_zero_inits(DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle", node_motion=True,
+                                            motion_from="centre", position_scale=25.0))
+    assert block.motion_embedding.in_features == 2
+    centres = 4 + torch.rand(2, 4, 3, 2) * 8  # tents of half-size 2 stay inside the 16 x 16 map
+    regions = torch.cat([centres, torch.full((2, 4, 3, 2), 2.0)], -1)
+    steps = torch.cat([torch.zeros(2, 1, 3, 2), centres[:, 1:] - centres[:, :-1]], 1) / 16
+    expected = block.motion_embedding(25.0 * steps)
+    torch.testing.assert_close(block.motion(region_kernels(regions, 16, 16)), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_position_scale_is_the_same_function_with_a_scaled_input():

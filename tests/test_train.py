@@ -95,6 +95,10 @@ def test_learning_rate_schedule():
         (["--variant", "dyreg", "--resume"], "no checkpoint at"),
         (["--variant", "dyreg", "--digit-size", "40"], "digit_size must be None or an int of 1 to 32 pixels"),
         (["--variant", "dyreg", "--max-step", "0.3"], "max_step must be None or a positive multiple of 0.5 pixels, got 0.3"),
+        (["--variant", "dyreg", "--block", "foo=1"], "--block wants KEY=VALUE with KEY one of"),
+        (["--variant", "dyreg", "--block", "node_motion"], "got 'node_motion'"),
+        (["--variant", "oracle", "--block", "node_motion=True", "--block", "motion_from=box"],
+         "motion_from must be one of ('kernel', 'centre'), got 'box'"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -103,6 +107,11 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_block_switches_read_literals_and_words():
+    assert train.block_switches(["node_motion=True", "motion_from=centre", "position_scale=25", "grid=(3, 3)"]) == {
+        "node_motion": True, "motion_from": "centre", "position_scale": 25, "grid": (3, 3)}
 
 
 def test_cli_trains_and_resumes(tmp_path, monkeypatch, capsys):
