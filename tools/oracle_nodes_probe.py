@@ -15,8 +15,8 @@ Words in ``NAME`` (joined by ``_``) change what a node holds:
 
 - ``nomotion``: no motion input at all (the paper's nodes);
 - ``centroid``: the motion as the graph alone has it, the step of each kernel's centre of mass since
-  the previous frame (2 numbers, in map widths, times ``POSITION_SCALE``, through a new Linear)
-  instead of ``node_motion``'s Linear of the whole kernel change;
+  the previous frame (``DyRegBlock(motion_from="centre")``: 2 numbers, in map widths, times
+  ``POSITION_SCALE``) instead of ``node_motion``'s Linear of the whole kernel change;
 - ``motiononly``: ``POSITION_SCALE`` multiplies the motion input only; the positional embedding
   reads the kernels as the authors' block does (scale 1);
 - ``nopos``: no positional embedding; ``nofeat``: no pooled features;
@@ -35,29 +35,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, reduce
 from torch import nn
 
 from dyreg_edu import train
 from dyreg_edu.kernels import pool_nodes
 
 WORDS = ("nomotion", "centroid", "motiononly", "nopos", "nofeat", "onehot")
-
-
-def kernel_centres(kernels):
-    """Each kernel's centre of mass in map widths: ``[B, T, N, H, W] -> [B, T, N, 2]`` (x, y)."""
-    height, width = kernels.shape[-2:]
-    ys = (torch.arange(height, dtype=kernels.dtype) + 0.5) / height
-    xs = (torch.arange(width, dtype=kernels.dtype) + 0.5) / width
-    mass = reduce(kernels, "b t n h w -> b t n", "sum").clamp_min(1e-8)
-    x = reduce(kernels * xs, "b t n h w -> b t n", "sum") / mass
-    y = reduce(kernels * ys[:, None], "b t n h w -> b t n", "sum") / mass
-    return torch.stack([x, y], dim=-1)
-
-
-def steps_since_previous(values):
-    """``[B, T, ...]`` -> the change since the previous frame, zero at the first."""
-    return values - torch.cat([values[:, :1], values[:, :-1]], dim=1)
 
 
 def parse(argv):
@@ -76,11 +59,11 @@ def parse(argv):
 def main(argv):
     args = parse(argv)
     words = set(args.name.split("_"))
-    kernel_motion = not words & {"nomotion", "centroid"}
+    motion = "nomotion" not in words
     torch.manual_seed(0)
-    block_scale = 1.0 if "motiononly" in words else args.scale
     cfg = train.config("oracle", "mini", "fast", digit_size=14, max_step=5.0,
-                       block={"node_motion": kernel_motion, "position_scale": block_scale})
+                       block={"node_motion": motion, "position_scale": args.scale,
+                              "motion_from": "centre" if "centroid" in words else "kernel"})
     model = train.build_model(cfg)
     train.load_digit_backbone(cfg, model, progress=False)
     train.freeze(model)
@@ -88,8 +71,6 @@ def main(argv):
     extra = nn.ModuleDict()
     if "onehot" in words:
         extra["classes"] = nn.Linear(10, 32)
-    if "centroid" in words:
-        extra["centroid"] = nn.Linear(2, 32)
     params = [p for n, p in blk.named_parameters() if not n.startswith("residual")]
     params += list(head.parameters()) + list(extra.parameters())
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
@@ -104,13 +85,12 @@ def main(argv):
         nodes = torch.zeros(*kernels.shape[:3], 32)
         if "nofeat" not in words:
             nodes = nodes + pool_nodes(feats, kernels)
-        if "nopos" not in words:
+        if "motiononly" in words:  # the authors' positional embedding: kernels at scale 1
+            nodes = nodes + blk.position_embedding(blk._training_map(kernels))
+        elif "nopos" not in words:
             nodes = nodes + blk.position(kernels)
-        if kernel_motion:
-            # blk.motion(kernels) when the block's position_scale is the scale (all but motiononly)
-            nodes = nodes + blk.motion_embedding(args.scale * blk._training_map(steps_since_previous(kernels)))
-        if "centroid" in words:
-            nodes = nodes + extra["centroid"](args.scale * steps_since_previous(kernel_centres(kernels)))
+        if motion:
+            nodes = nodes + blk.motion(kernels)
         if "onehot" in words:  # node d is digit d's (the oracle's regions are the boxes in order)
             nodes = nodes + extra["classes"](F.one_hot(batch["digits"], 10).float())[:, None]
         out, _ = blk.graph(nodes)
