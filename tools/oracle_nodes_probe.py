@@ -39,6 +39,7 @@ from torch import nn
 
 from dyreg_edu import train
 from dyreg_edu.kernels import pool_nodes
+from dyreg_edu.notebook import git_commit
 
 WORDS = ("nomotion", "centroid", "motiononly", "nopos", "nofeat", "onehot")
 
@@ -97,7 +98,7 @@ def main(argv):
         return head(out.mean((1, 2)))
 
     val = va.batch(list(range(1000)))
-    tic, curve = time.time(), []
+    tic, curve, commit = time.time(), [], git_commit()  # the code that runs, whatever lands meanwhile
     for step in range(args.steps):
         b = tr.batch(list(range(step * 64, step * 64 + 64)))
         loss = F.cross_entropy(logits(b), b["label"])
@@ -112,16 +113,16 @@ def main(argv):
             curve.append(point)
             print(json.dumps(point), flush=True)
             if args.out:
-                write(args, words, curve, time.time() - tic)
+                write(args, words, curve, time.time() - tic, commit)
 
 
-def write(args, words, curve, seconds):
+def write(args, words, curve, seconds, commit):
     config = {"position_scale": args.scale, "words": sorted(words & set(WORDS)), "steps": args.steps,
               "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "val_videos": 1000, "eval_every": 250,
               "digit_size": 14, "max_step": 5.0, "seed": 0}
     command = "python tools/oracle_nodes_probe.py " + shlex.join(sys.argv[1:])
     result = {"config": config, "val_accuracy": curve[-1]["val_accuracy"], "train_videos": curve[-1]["step"] * 64,
-              "curve": curve, **train.provenance_fields(command, seconds, "cpu")}
+              "curve": curve, **train.provenance_fields(command, seconds, "cpu"), "commit": commit}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 
