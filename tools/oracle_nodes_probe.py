@@ -7,7 +7,7 @@ backbone (14-pixel digits, steps up to 5 pixels) -> the oracle block's pooling o
 boxes + its positional embedding + its ``node_motion`` embedding (both reading kernels times
 ``position_scale``) -> the graph -> a linear head on the nodes averaged over digits and frames,
 trained (AdamW 2e-3, batch 64) on the 56-class label; 1,000 validation videos every 250 steps.
-It prints one JSON line per evaluation (``s``: seconds since the start)::
+It prints one JSON line per evaluation (``seconds``: since the start)::
 
     python tools/oracle_nodes_probe.py NAME POSITION_SCALE STEPS   # e.g. motion_s30 30 3000
 
