@@ -70,7 +70,7 @@ from torch import Tensor, nn
 from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
 
 from .dyreg import DyRegBlock
-from .variants import BLOCK_VARIANTS, ORACLE_VARIANTS
+from .variants import BLOCK_VARIANTS, GENERATED_VARIANTS, ORACLE_VARIANTS
 from .metrics import box_centers, confusion_matrix, distance_sums, harmonic_mean, region_centers, region_statistics
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 
@@ -108,7 +108,9 @@ class TrainConfig:
     block: dict = field(default_factory=dict)  # DyRegBlock switches, e.g. {"fixed_size": 2.0}
     backbone: str = "digits"  # "digits": pretrained by pretrain_digits; "scratch"
     freeze_backbone: bool = True
-    head_init: str = "none"  # "resnet18": graph variants start from the trained plain model's layer3 + classifier
+    freeze_head: bool = False  # with a head_init checkpoint: only the regions (the kernel source) learn
+    head_init: str = "none"  # "resnet18": graph variants start from the trained plain model's layer3 + classifier;
+    # a path to a trained checkpoint (.pt): start from its layer3, graph block (all but its kernel source) and classifier
     digit_steps: int = 1500  # steps of pretrain_digits (backbone="digits"); the mini design's first stage
     # optimisation
     epochs: float = 1.0
@@ -219,8 +221,11 @@ def check_config(cfg: TrainConfig) -> None:
         ("optimizer", cfg.optimizer in ("sgd", "adamw"), "'sgd' or 'adamw'"),
         ("schedule", cfg.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
         ("backbone", cfg.backbone in ("digits", "scratch"), "'digits' or 'scratch'"),
-        ("head_init", cfg.head_init in ("none", "resnet18"), "'none' or 'resnet18'"),
+        ("head_init", cfg.head_init in ("none", "resnet18") or str(cfg.head_init).endswith(".pt"),
+         "'none', 'resnet18' or the path of a trained checkpoint (.pt)"),
         ("temporal_shift", isinstance(cfg.temporal_shift, bool), "True or False"),
+        ("freeze_head", cfg.freeze_head is False or (str(cfg.head_init).endswith(".pt") and cfg.variant in GENERATED_VARIANTS),
+         f"False unless head_init is a checkpoint (.pt) and the variant makes its regions {GENERATED_VARIANTS}"),
         ("num_nodes", cfg.variant not in ORACLE_VARIANTS or cfg.num_nodes == cfg.num_digits,
          f"num_digits ({cfg.num_digits}) for the oracle, one node per digit box"),
         ("digit_size", cfg.digit_size is None or (isinstance(cfg.digit_size, int) and 1 <= cfg.digit_size <= cfg.size // 2),
@@ -299,11 +304,22 @@ def freeze(model: SyncMNISTModel) -> None:
         part.requires_grad_(False)
 
 
+def freeze_all_but_regions(model: SyncMNISTModel) -> None:
+    """``freeze_head``: only the region generator learns; ``layer3`` (BatchNorm statistics
+    kept), the rest of the graph block and the classifier stay as loaded."""
+    for name in ("layer3", "graph", "classifier"):
+        getattr(model, name).requires_grad_(False)
+    model.layer3.eval()
+    model.graph.region_generator.requires_grad_(True)
+
+
 def set_train_mode(model: SyncMNISTModel, cfg: TrainConfig) -> None:
     model.train()
     if cfg.freeze_backbone:
         for name in BACKBONE_PARTS:
             getattr(model, name).eval()
+    if cfg.freeze_head:
+        model.layer3.eval()
 
 
 def autocast(cfg: TrainConfig):
@@ -633,6 +649,37 @@ def load_trained(path, device: str = "cpu") -> tuple[SyncMNISTModel, MultiSyncMN
 # --------------------------------------------------------------------------- the loop
 
 
+def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
+    """Start from another trained model (``cfg.head_init``, the path of a checkpoint of the same
+    backbone and data): copy its ``layer3``, its graph block except the kernel source, and its
+    classifier. The kernel source (the region generator, the fixed grid) keeps its initialisation.
+
+    Chapter 7 uses it to ask whether DyReg's regions learn to track the digits when the graph
+    that reads them already knows what a tracking node's motion means (a trained oracle's).
+    Returns the trained model's result fields.
+    """
+    path = Path(cfg.head_init)
+    if not path.exists():
+        raise FileNotFoundError(f"head_init {str(path)!r}: no such checkpoint")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    trained = TrainConfig.from_dict(saved["config"])
+    if _backbone_config(trained) != _backbone_config(cfg) or trained.backbone != cfg.backbone:
+        raise ValueError(f"{path} was trained on another backbone or data ({_backbone_config(trained)})")
+    kind = model.graph.properties.kernels if model.graph is not None else None
+    source = "graph." + DyRegBlock.KERNEL_SOURCES.get(kind, "<none>") + "."
+    state = model.state_dict()
+    wanted = [k for k in state if k.split(".")[0] in ("layer3", "graph", "classifier") and not k.startswith(source)]
+    missing = [k for k in wanted if k not in saved["model"] or saved["model"][k].shape != state[k].shape]
+    if missing:
+        raise ValueError(f"{path} does not fit this model's head: {len(missing)} tensors missing or of another "
+                         f"shape, e.g. {missing[0]!r} (same block switches and node_dim needed)")
+    for key in wanted:
+        state[key] = saved["model"][key].to(state[key].dtype)
+    model.load_state_dict(state)
+    return {"path": str(path), "variant": trained.variant,
+            **{k: saved["result"][k] for k in ("val_accuracy", "train_videos", "commit", "date")}}
+
+
 def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | None = None,
           max_minutes: float | None = None, progress: bool = True, command: str | None = None) -> dict:
     """Train ``cfg`` into ``out_dir`` (``log.jsonl``, ``checkpoint.pt``, ``result.json``).
@@ -659,8 +706,12 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     head_report = None
     if cfg.head_init == "resnet18":  # a graph variant, or the plain model trained on (a control)
         head_report = load_resnet_head(cfg, model)
+    elif cfg.head_init != "none":
+        head_report = load_trained_head(cfg, model)
     if cfg.freeze_backbone:
         freeze(model)
+    if cfg.freeze_head:
+        freeze_all_but_regions(model)
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -873,6 +924,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--digit-size", type=int, help="digit size in video pixels (default: scales with the video, 7 at 64)")
     p.add_argument("--max-step", type=float, help="largest step a frame in video pixels (default: 2.5 at 64)")
     p.add_argument("--temporal-shift", action="store_true", help="TSM's shift before layer3 (the motion-aware plain control)")
+    p.add_argument("--head-init", help="none, resnet18 (the mini default: start from the trained plain model) or "
+                   "the path of a trained checkpoint (.pt): start from its layer3, graph block but the kernel source, "
+                   "and classifier")
+    p.add_argument("--freeze-head", action="store_true", help="with --head-init PATH: only the regions learn")
     p.add_argument("--block", action="append", default=[], metavar="KEY=VALUE",
                    help="a DyRegBlock switch (repeatable), VALUE a Python literal or a word, "
                    "e.g. --block node_motion=True --block motion_from=centre --block position_scale=25")
@@ -905,10 +960,12 @@ def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
     names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every",
-             "digit_steps", "digit_size", "max_step")
+             "digit_steps", "digit_size", "max_step", "head_init")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.temporal_shift:
         overrides["temporal_shift"] = True
+    if args.freeze_head:
+        overrides["freeze_head"] = True
     block = {"fixed_size": args.fixed_size} if args.fixed_size is not None else {}
     try:
         block.update(block_switches(args.block))
