@@ -39,6 +39,14 @@ mini scale (the chapters show why) and ``paper_scaled`` at paper scale, after tw
   At the mini scale, the same lr per video opens those scales alike at batch 16 and 64, and the
   literal 0.001 at 64 far less (``results/multisync/mini/experiments/linear_scaling/``).
 
+**Where a variant starts** (``head_init``): ``"resnet18"`` (the mini default) copies the trained
+plain model's ``layer3`` and classifier (:func:`load_resnet_head`), so a graph variant starts
+where the plain model ended; the path of a trained checkpoint copies its ``layer3``, its graph
+block except the kernel source, and its classifier (:func:`load_trained_head`), and
+``freeze_head=True`` then trains only the regions. Chapter 7 starts DyReg from a trained oracle
+that way, to ask whether its regions learn to track under a graph that already reads a
+tracking node's step (neither option is in the paper).
+
 **Exact resume.** The batch at step ``s`` is a pure function of ``(seed, s)``
 (:class:`~data_gen.multisync.MultiSyncLoader` orders each epoch by a counter-based hash),
 and a checkpoint holds the model, optimiser, scheduler and every random generator's state,
@@ -669,10 +677,13 @@ def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     source = "graph." + DyRegBlock.KERNEL_SOURCES.get(kind, "<none>") + "."
     state = model.state_dict()
     wanted = [k for k in state if k.split(".")[0] in ("layer3", "graph", "classifier") and not k.startswith(source)]
-    missing = [k for k in wanted if k not in saved["model"] or saved["model"][k].shape != state[k].shape]
-    if missing:
-        raise ValueError(f"{path} does not fit this model's head: {len(missing)} tensors missing or of another "
-                         f"shape, e.g. {missing[0]!r} (same block switches and node_dim needed)")
+    sources = tuple(f"graph.{name}." for name in DyRegBlock.KERNEL_SOURCES.values())
+    offered = [k for k in saved["model"] if k.split(".")[0] in ("layer3", "graph", "classifier") and not k.startswith(sources)]
+    misfits = [k for k in wanted if k not in saved["model"] or saved["model"][k].shape != state[k].shape]
+    misfits += [k for k in offered if k not in state]
+    if misfits:
+        raise ValueError(f"{path} does not fit this model's head: {len(misfits)} tensors missing, extra or of "
+                         f"another shape, e.g. {misfits[0]!r} (the same block switches and node_dim are needed)")
     for key in wanted:
         state[key] = saved["model"][key].to(state[key].dtype)
     model.load_state_dict(state)

@@ -180,6 +180,28 @@ def test_head_init_needs_the_plain_model(tmp_path, monkeypatch):
     assert torch.allclose(model.eval()(video), plain(video), atol=1e-5)  # the block is the identity at init
 
 
+def test_head_init_from_a_trained_checkpoint_and_freeze_head(tmp_path):
+    switches = dict(node_motion=True, motion_from="centre")
+    train.train(tiny("oracle", block=switches), tmp_path / "oracle", max_steps=2, progress=False)
+    path = train.export_checkpoint(tmp_path / "oracle", tmp_path / "oracle.pt", half=False)
+    trained = torch.load(path, weights_only=True)["model"]
+    cfg = tiny("dyreg", num_nodes=2, block=switches, head_init=str(path), freeze_head=True)
+    before = train.build_model(cfg).state_dict()
+    result = train.train(cfg, tmp_path / "run", max_steps=3, progress=False)
+    after = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    head = [k for k in after if k.split(".")[0] in ("layer3", "graph", "classifier") and ".region_generator." not in k]
+    assert head and all(torch.equal(after[k], trained[k]) for k in head)  # loaded, then frozen
+    regions = [k for k in after if ".region_generator." in k and after[k].is_floating_point()]
+    assert any(not torch.equal(after[k], before[k]) for k in regions)  # only the regions learn
+    assert result["head_init"]["variant"] == "oracle" and result["head_init"]["path"] == str(path)
+    with pytest.raises(ValueError, match="does not fit this model's head"):  # no motion embedding there
+        train.train(tiny("dyreg", head_init=str(path)), tmp_path / "other", max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="freeze_head must be False unless head_init is a checkpoint"):
+        tiny("dyreg", freeze_head=True)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        train.train(tiny("dyreg", head_init=str(tmp_path / "none.pt")), tmp_path / "none", max_steps=1, progress=False)
+
+
 def test_still_videos_remove_the_motion(tmp_path):
     cfg = tiny("resnet18")
     model = train.build_model(cfg).eval()
