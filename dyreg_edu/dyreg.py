@@ -115,6 +115,8 @@ class DyRegBlock(nn.Module):
             whole kernel's change, ``H * W`` numbers; ``"centre"`` the step of the kernel's centre
             of mass (:func:`~dyreg_edu.kernels.kernel_centres`, in map widths and heights), 2
             numbers, the motion as the graph alone of chapter 7 gets it.
+        gamma_init: the region generator's initial :math:`\gamma` (Eq. 11; **not in the paper**
+            unless ``0.0``, the default): see :class:`~dyreg_edu.regions.RegionGenerator`.
         position_scale: **not in the paper** (an experiment of chapter 7, default ``1.0``, the
             authors'): multiplies the kernels that the positional (and ``node_motion``) embedding
             reads. A kernel sums to one over the map, so its entries, and a moving region's change,
@@ -159,6 +161,7 @@ class DyRegBlock(nn.Module):
         node_motion: bool = False,
         position_scale: float = 1.0,
         motion_from: str = "kernel",
+        gamma_init: float = 0.0,
     ):
         super().__init__()
         self.properties = properties(variant)
@@ -196,6 +199,9 @@ class DyRegBlock(nn.Module):
             self.project_out = nn.Conv2d(self.node_dim, in_channels, 1)
         else:
             self.project_in = self.project_norm = self.project_out = None
+        if gamma_init != 0.0 and self.properties.kernels != "regions":
+            raise ValueError(f"gamma_init applies to generated regions, not to variant {variant!r}")
+        self.gamma_init = gamma_init
         self._add_kernel_source(region_dim, anchors, fixed_size, learn_size, fixed_pooling)
         self.position_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
         self.position_scale = float(position_scale)
@@ -223,6 +229,7 @@ class DyRegBlock(nn.Module):
                 self.node_dim, self.train_height, self.train_width, num_nodes=self.num_nodes, region_dim=region_dim,
                 variant=self.variant, grid=self.grid, anchors=anchors, size_plus_one=self.switches.size_plus_one,
                 clamp_centers=self.switches.clamp_centers, fixed_size=fixed_size, learn_size=learn_size,
+                gamma_init=self.gamma_init,
             )
             if self.full_res:  # regions live on the full map: anchors and default sizes from H, W
                 self.full_fixed_size = (None if source.fixed_size is None
