@@ -370,3 +370,25 @@ def test_position_scale_is_the_same_function_with_a_scaled_input():
     (y_scaled, aux_scaled), (y_plain, aux_plain) = scaled(x, regions), plain(x, regions)
     torch.testing.assert_close(aux_scaled["nodes_in"], aux_plain["nodes_in"], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(y_scaled, y_plain, rtol=1e-4, atol=1e-4)
+
+
+def test_gamma_init_moves_the_regions_off_their_anchors_from_the_start():
+    """``gamma_init`` (not in the paper): 0.0, the default, puts every region on its anchor and
+    gives W_o no gradient; a positive value moves them and lets W_o learn at once."""
+    x = torch.randn(2, 3, 32, 16, 16)  # the region generator reads the projected map (node_dim 32)
+    paper = synthetic_block(anchors="grid")
+    assert torch.equal(paper.region_generator.gamma, torch.zeros(4))
+    regions, _ = paper.region_generator(x)
+    anchors = paper.region_generator.anchors
+    torch.testing.assert_close(regions[..., :2], anchors.expand_as(regions[..., :2]))
+    torch.manual_seed(0)
+    moved = synthetic_block(anchors="grid", gamma_init=0.3)
+    assert torch.equal(moved.region_generator.gamma, torch.full((4,), 0.3))
+    regions, _ = moved.region_generator(x)
+    assert (regions[..., :2] - anchors).abs().amax() > 0.1
+    regions[..., :2].sum().backward()
+    assert moved.region_generator.w_o.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="gamma_init applies to generated regions"):
+        synthetic_block(variant="fixed", gamma_init=0.3)
+    with pytest.raises(ValueError, match="gamma_init must be a number"):
+        synthetic_block(gamma_init="small")
