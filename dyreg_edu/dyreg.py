@@ -115,14 +115,14 @@ class DyRegBlock(nn.Module):
             whole kernel's change, ``H * W`` numbers; ``"centre"`` the step of the kernel's centre
             of mass (:func:`~dyreg_edu.kernels.kernel_centres`, in map widths and heights), 2
             numbers, the motion as the graph alone of chapter 7 gets it.
-        gamma_init: the region generator's initial :math:`\gamma` (Eq. 11; **not in the paper**
-            unless ``0.0``, the default): see :class:`~dyreg_edu.regions.RegionGenerator`.
         position_scale: **not in the paper** (an experiment of chapter 7, default ``1.0``, the
             authors'): multiplies the kernels that the positional (and ``node_motion``) embedding
             reads. A kernel sums to one over the map, so its entries, and a moving region's change,
             are small next to the pooled features. Scaling them keeps the same functions (the
             Linear could absorb the factor) and changes only the conditioning: with Adam it acts as
             a ``position_scale`` times larger initial weight and learning rate for that Linear.
+        gamma_init: the region generator's initial :math:`\gamma` (Eq. 11; **not in the paper**
+            unless ``0.0``, the default): see :class:`~dyreg_edu.regions.RegionGenerator`.
 
     ``forward(x, regions=None)`` with ``x`` ``[B, T, C_in, H, W]`` (and, for ``oracle`` only,
     the given ``regions`` ``[B, T, N, 4]``) returns ``(y, aux)``: ``y`` like ``x``;

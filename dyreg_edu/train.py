@@ -673,12 +673,13 @@ def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     trained = TrainConfig.from_dict(saved["config"])
     if _backbone_config(trained) != _backbone_config(cfg) or trained.backbone != cfg.backbone:
         raise ValueError(f"{path} was trained on another backbone or data ({_backbone_config(trained)})")
-    kind = model.graph.properties.kernels if model.graph is not None else None
-    source = "graph." + DyRegBlock.KERNEL_SOURCES.get(kind, "<none>") + "."
-    state = model.state_dict()
-    wanted = [k for k in state if k.split(".")[0] in ("layer3", "graph", "classifier") and not k.startswith(source)]
     sources = tuple(f"graph.{name}." for name in DyRegBlock.KERNEL_SOURCES.values())
-    offered = [k for k in saved["model"] if k.split(".")[0] in ("layer3", "graph", "classifier") and not k.startswith(sources)]
+
+    def in_head(key: str) -> bool:
+        return key.split(".")[0] in ("layer3", "graph", "classifier") and not key.startswith(sources)
+
+    state = model.state_dict()
+    wanted, offered = [k for k in state if in_head(k)], [k for k in saved["model"] if in_head(k)]
     misfits = [k for k in wanted if k not in saved["model"] or saved["model"][k].shape != state[k].shape]
     misfits += [k for k in offered if k not in state]
     if misfits:

@@ -99,6 +99,9 @@ def test_learning_rate_schedule():
         (["--variant", "dyreg", "--block", "node_motion"], "got 'node_motion'"),
         (["--variant", "oracle", "--block", "node_motion=True", "--block", "motion_from=box"],
          "motion_from must be one of ('kernel', 'centre'), got 'box'"),
+        (["--variant", "dyreg", "--freeze-head"], "freeze_head must be False unless head_init is a checkpoint (.pt)"),
+        (["--variant", "dyreg", "--head-init", "oracle"], "head_init must be 'none', 'resnet18' or the path of a trained checkpoint"),
+        (["--variant", "dyreg", "--head-init", "missing.pt"], "head_init 'missing.pt': no such checkpoint"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
