@@ -43,7 +43,7 @@ venv: $(STAMP)
 # and always see the working tree.
 $(STAMP): $(REQS) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check --no-cache-dir -q -r requirements.txt -r requirements-dev.txt
 	echo "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dyreg_edu_repo.pth"
 	@touch $@
 

@@ -42,10 +42,16 @@ mini scale (the chapters show why) and ``paper_scaled`` at paper scale, after tw
 **Where a variant starts** (``head_init``): ``"resnet18"`` (the mini default) copies the trained
 plain model's ``layer3`` and classifier (:func:`load_resnet_head`), so a graph variant starts
 where the plain model ended; the path of a trained checkpoint copies its ``layer3``, its graph
-block except the kernel source, and its classifier (:func:`load_trained_head`), and
-``freeze_head=True`` then trains only the regions. Chapter 7 starts DyReg from a trained oracle
-that way, to ask whether its regions learn to track under a graph that already reads a
-tracking node's step (neither option is in the paper).
+block (the kernel source only when it has one that fits) and its classifier
+(:func:`load_trained_head`), and ``freeze_head=True`` then trains only the regions. Chapter 7
+starts DyReg from a trained oracle that way, to ask whether its regions learn to track under a
+graph that already reads a tracking node's step (neither option is in the paper).
+
+**Regions taught by the boxes** (``box_loss``, not in the paper): adds
+:func:`region_box_loss`, the regions against the digits' ground-truth boxes, to the label's
+loss. Chapter 7 uses it to separate two questions the label alone answers together: can the
+region generator track the digits at all (it is shown where they are), and, once regions track,
+does DyReg then beat Fixed.
 
 **Exact resume.** The batch at step ``s`` is a pure function of ``(seed, s)``
 (:class:`~data_gen.multisync.MultiSyncLoader` orders each epoch by a counter-based hash),
@@ -62,6 +68,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import inspect
+import itertools
 import json
 import math
 import shlex
@@ -72,7 +79,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
 from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
@@ -119,6 +126,7 @@ class TrainConfig:
     freeze_head: bool = False  # with a head_init checkpoint: only the regions (the kernel source) learn
     head_init: str = "none"  # "resnet18": graph variants start from the trained plain model's layer3 + classifier;
     # a path to a trained checkpoint (.pt): start from its layer3, graph block (all but its kernel source) and classifier
+    box_loss: float = 0.0  # weight of the regions' loss against the digits' boxes (not in the paper): region_box_loss
     digit_steps: int = 1500  # steps of pretrain_digits (backbone="digits"); the mini design's first stage
     # optimisation
     epochs: float = 1.0
@@ -232,6 +240,10 @@ def check_config(cfg: TrainConfig) -> None:
         ("head_init", cfg.head_init in ("none", "resnet18") or str(cfg.head_init).endswith(".pt"),
          "'none', 'resnet18' or the path of a trained checkpoint (.pt)"),
         ("temporal_shift", isinstance(cfg.temporal_shift, bool), "True or False"),
+        ("box_loss", cfg.box_loss == 0 or (cfg.box_loss > 0 and cfg.variant in GENERATED_VARIANTS
+                                            and cfg.num_nodes >= cfg.num_digits),
+         f"0, or a positive weight for a variant that makes its regions {GENERATED_VARIANTS} with num_nodes >= "
+         f"num_digits ({cfg.num_nodes} nodes, {cfg.num_digits} digits)"),
         ("freeze_head", cfg.freeze_head is False or (str(cfg.head_init).endswith(".pt") and cfg.variant in GENERATED_VARIANTS),
          f"False unless head_init is a checkpoint (.pt) and the variant makes its regions {GENERATED_VARIANTS}"),
         ("num_nodes", cfg.variant not in ORACLE_VARIANTS or cfg.num_nodes == cfg.num_digits,
@@ -657,10 +669,33 @@ def load_trained(path, device: str = "cpu") -> tuple[SyncMNISTModel, MultiSyncMN
 # --------------------------------------------------------------------------- the loop
 
 
+def region_box_loss(regions: Tensor, targets: Tensor) -> Tensor:
+    """Region supervision by the ground-truth boxes (``box_loss``; not in the paper, whose regions
+    learn from the label alone): each digit is matched to one node for the whole video (of all
+    assignments, the one with the least summed centre distance over the frames), and the loss is
+    the smooth L1 of the matched nodes' ``(cx, cy, sx, sy)`` against the digits' regions. Nodes
+    left without a digit (``N > D``) are free.
+
+    Shapes: ``regions [B, T, N, 4]``, ``targets [B, T, D, 4]`` (map pixels, ``N >= D``) -> a scalar.
+    """
+    num_nodes, num_digits = regions.shape[2], targets.shape[2]
+    assignments = torch.tensor(list(itertools.permutations(range(num_nodes), num_digits)), device=regions.device)
+    with torch.no_grad():
+        gaps = rearrange(regions[..., :2], "b t n c -> b t n 1 c") - rearrange(targets[..., :2], "b t d c -> b t 1 d c")
+        cost = reduce(gaps.norm(dim=-1), "b t n d -> b n d", "sum")
+        totals = reduce(cost[:, assignments, torch.arange(num_digits)], "b a d -> b a", "sum")  # [B, assignments]
+        nodes = assignments[totals.argmin(dim=1)]                                              # [B, D]: digit d's node
+    index = repeat(nodes, "b d -> b t d c", t=regions.shape[1], c=regions.shape[3])
+    return F.smooth_l1_loss(regions.gather(2, index), targets)
+
+
 def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     """Start from another trained model (``cfg.head_init``, the path of a checkpoint of the same
-    backbone and data): copy its ``layer3``, its graph block except the kernel source, and its
-    classifier. The kernel source (the region generator, the fixed grid) keeps its initialisation.
+    backbone and data): copy its ``layer3``, its graph block and its classifier. The kernel source
+    (the region generator, the fixed grid) is copied too when the checkpoint has one of the same
+    kind and shapes (a DyReg checkpoint into a DyReg model); otherwise (from the oracle, which has
+    none, or another number of nodes) it keeps its initialisation. The report says which
+    (``kernel_source``: ``"copied"`` or ``"initialised"``).
 
     Chapter 7 uses it to ask whether DyReg's regions learn to track the digits when the graph
     that reads them already knows what a tracking node's motion means (a trained oracle's).
@@ -673,12 +708,15 @@ def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     trained = TrainConfig.from_dict(saved["config"])
     if _backbone_config(trained) != _backbone_config(cfg) or trained.backbone != cfg.backbone:
         raise ValueError(f"{path} was trained on another backbone or data ({_backbone_config(trained)})")
+    state = model.state_dict()
     sources = tuple(f"graph.{name}." for name in DyRegBlock.KERNEL_SOURCES.values())
+    own = [k for k in state if k.startswith(sources)]
+    copy_source = bool(own) and all(k in saved["model"] and saved["model"][k].shape == state[k].shape for k in own) \
+        and sum(k.startswith(sources) for k in saved["model"]) == len(own)
 
     def in_head(key: str) -> bool:
-        return key.split(".")[0] in ("layer3", "graph", "classifier") and not key.startswith(sources)
+        return key.split(".")[0] in ("layer3", "graph", "classifier") and (copy_source or not key.startswith(sources))
 
-    state = model.state_dict()
     wanted, offered = [k for k in state if in_head(k)], [k for k in saved["model"] if in_head(k)]
     misfits = [k for k in wanted if k not in saved["model"] or saved["model"][k].shape != state[k].shape]
     misfits += [k for k in offered if k not in state]
@@ -688,7 +726,7 @@ def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     for key in wanted:
         state[key] = saved["model"][key].to(state[key].dtype)
     model.load_state_dict(state)
-    return {"path": str(path), "variant": trained.variant,
+    return {"path": str(path), "variant": trained.variant, "kernel_source": "copied" if copy_source else "initialised",
             **{k: saved["result"][k] for k in ("val_accuracy", "train_videos", "commit", "date")}}
 
 
@@ -765,8 +803,10 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
                 group["lr"] = cfg.lr * learning_rate_factor(cfg, step)
             set_train_mode(model, cfg)
             with autocast(cfg):
-                logits = forward(video, boxes=boxes)
+                logits, aux = forward(video, return_aux=True, boxes=boxes)
             loss = F.cross_entropy(logits.float(), label)
+            if cfg.box_loss:
+                loss = loss + cfg.box_loss * region_box_loss(aux["regions"].float(), model.oracle_regions(boxes))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -937,9 +977,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-step", type=float, help="largest step a frame in video pixels (default: 2.5 at 64)")
     p.add_argument("--temporal-shift", action="store_true", help="TSM's shift before layer3 (the motion-aware plain control)")
     p.add_argument("--head-init", help="none, resnet18 (the mini default: start from the trained plain model) or "
-                   "the path of a trained checkpoint (.pt): start from its layer3, graph block but the kernel source, "
-                   "and classifier")
+                   "the path of a trained checkpoint (.pt): start from its layer3, graph block (its kernel source "
+                   "when it fits) and classifier")
     p.add_argument("--freeze-head", action="store_true", help="with --head-init PATH: only the regions learn")
+    p.add_argument("--box-loss", type=float, help="weight of a loss of the regions against the digits' boxes "
+                   "(not in the paper; default 0)")
     p.add_argument("--block", action="append", default=[], metavar="KEY=VALUE",
                    help="a DyRegBlock switch (repeatable), VALUE a Python literal or a word, "
                    "e.g. --block node_motion=True --block motion_from=centre --block position_scale=25")
@@ -972,7 +1014,7 @@ def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
     names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every",
-             "digit_steps", "digit_size", "max_step", "head_init")
+             "digit_steps", "digit_size", "max_step", "head_init", "box_loss")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.temporal_shift:
         overrides["temporal_shift"] = True

@@ -102,6 +102,8 @@ def test_learning_rate_schedule():
         (["--variant", "dyreg", "--freeze-head"], "freeze_head must be False unless head_init is a checkpoint (.pt)"),
         (["--variant", "dyreg", "--head-init", "oracle"], "head_init must be 'none', 'resnet18' or the path of a trained checkpoint"),
         (["--variant", "dyreg", "--head-init", "missing.pt"], "head_init 'missing.pt': no such checkpoint"),
+        (["--variant", "fixed", "--box-loss", "1"], "box_loss must be 0, or a positive weight for a variant that makes"),
+        (["--variant", "dyreg", "--num-nodes", "2", "--box-loss", "1"], "with num_nodes >= num_digits (2 nodes, 3 digits)"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -197,6 +199,11 @@ def test_head_init_from_a_trained_checkpoint_and_freeze_head(tmp_path):
     regions = [k for k in after if ".region_generator." in k and after[k].is_floating_point()]
     assert any(not torch.equal(after[k], before[k]) for k in regions)  # only the regions learn
     assert result["head_init"]["variant"] == "oracle" and result["head_init"]["path"] == str(path)
+    assert result["head_init"]["kernel_source"] == "initialised"  # the oracle has no region generator
+    mine = train.export_checkpoint(tmp_path / "run", tmp_path / "dyreg.pt", half=False)
+    again = train.build_model(cfg)
+    assert train.load_trained_head(dataclasses.replace(cfg, head_init=str(mine)), again)["kernel_source"] == "copied"  # a DyReg's generator fits a DyReg
+    assert all(torch.equal(again.state_dict()[k], after[k]) for k in regions)
     with pytest.raises(ValueError, match="does not fit this model's head"):  # no motion embedding there
         train.train(tiny("dyreg", head_init=str(path)), tmp_path / "other", max_steps=1, progress=False)
     with pytest.raises(ValueError, match="freeze_head must be False unless head_init is a checkpoint"):
@@ -342,3 +349,35 @@ def test_a_design_run_records_a_command_that_names_the_design(tmp_path, monkeypa
 def test_a_tables_standard_error_follows_its_validation_size():
     assert round(ablations.standard_error(2_000), 2) == 1.12
     assert ablations.standard_error(10_000) == pytest.approx(0.5)
+
+
+def test_region_box_loss_matches_each_digit_to_one_node_for_the_whole_video():
+    torch.manual_seed(0)
+    targets = torch.rand(2, 4, 3, 4) * 8                                   # [B, T, D, 4]
+    free = torch.rand(2, 4, 2, 4) * 8
+    regions = torch.cat([targets[:, :, [2, 0, 1]], free], dim=2)          # digits on nodes 1, 2, 0; nodes 3, 4 free
+    assert train.region_box_loss(regions, targets) == 0
+    moved = regions.clone()
+    moved[..., 0] += 1.0                                                   # every centre 1 pixel to the right
+    assert torch.isclose(train.region_box_loss(moved, targets), torch.tensor(0.5 / 4))  # smooth L1 of 1 in 1 of 4
+    swapped = regions.clone()
+    swapped[:, 2:, [0, 1]] = swapped[:, 2:, [1, 0]]                        # two nodes swap digits half-way
+    assert train.region_box_loss(swapped, targets) > 0                     # one assignment for the whole video
+
+
+def test_box_loss_brings_the_regions_to_the_digits(tmp_path):
+    cfg = tiny("dyreg", num_nodes=2, box_loss=1.0, lr=1e-2, epochs=200)
+    model = train.build_model(cfg)
+    data = train.build_data(cfg, "train")
+    batch = data.batch(range(8))
+    video, boxes = train.model_inputs(batch, "cpu")
+
+    def gap():
+        with torch.no_grad():
+            regions = model(video, return_aux=True)[1]["regions"]
+        return train.region_box_loss(regions, model.oracle_regions(boxes)).item()
+
+    before = gap()
+    train.train(cfg, tmp_path, max_steps=40, progress=False)
+    model.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
+    assert gap() < 0.5 * before, (before, gap())
