@@ -126,6 +126,7 @@ class TrainConfig:
     freeze_head: bool = False  # with a head_init checkpoint: only the regions (the kernel source) learn
     head_init: str = "none"  # "resnet18": graph variants start from the trained plain model's layer3 + classifier;
     # a path to a trained checkpoint (.pt): start from its layer3, graph block (all but its kernel source) and classifier
+    oracle_jitter: float = 0.0  # the oracle's boxes shifted at random by this spread, video pixels (not in the paper)
     box_loss: float = 0.0  # weight of the regions' loss against the digits' boxes (not in the paper): region_box_loss
     digit_steps: int = 1500  # steps of pretrain_digits (backbone="digits"); the mini design's first stage
     # optimisation
@@ -244,6 +245,8 @@ def check_config(cfg: TrainConfig) -> None:
                                             and cfg.num_nodes >= cfg.num_digits),
          f"0, or a positive weight for a variant that makes its regions {GENERATED_VARIANTS} with num_nodes >= "
          f"num_digits ({cfg.num_nodes} nodes, {cfg.num_digits} digits)"),
+        ("oracle_jitter", cfg.oracle_jitter == 0 or (cfg.oracle_jitter > 0 and cfg.variant in ORACLE_VARIANTS),
+         "0, or a positive spread in video pixels for the oracle"),
         ("freeze_head", cfg.freeze_head is False or (str(cfg.head_init).endswith(".pt") and cfg.variant in GENERATED_VARIANTS),
          f"False unless head_init is a checkpoint (.pt) and the variant makes its regions {GENERATED_VARIANTS}"),
         ("num_nodes", cfg.variant not in ORACLE_VARIANTS or cfg.num_nodes == cfg.num_digits,
@@ -273,7 +276,8 @@ def build_model(cfg: TrainConfig) -> SyncMNISTModel:
     """The model of ``cfg`` (random weights; the pretrained backbone is loaded by :func:`train`)."""
     return SyncMNISTModel(cfg.variant, NUM_CLASSES, cfg.num_nodes, input_size=cfg.size, widths=tuple(cfg.widths),
                           blocks=tuple(cfg.blocks), stem=cfg.stem, dropout=cfg.dropout, dropout_on=cfg.dropout_on,
-                          classifier_init=cfg.classifier_init, temporal_shift=cfg.temporal_shift, **cfg.block)
+                          classifier_init=cfg.classifier_init, temporal_shift=cfg.temporal_shift,
+                          oracle_jitter=cfg.oracle_jitter, **cfg.block)
 
 
 def build_data(cfg: TrainConfig, split: str, device=None) -> MultiSyncMNIST:
@@ -669,14 +673,12 @@ def load_trained(path, device: str = "cpu") -> tuple[SyncMNISTModel, MultiSyncMN
 # --------------------------------------------------------------------------- the loop
 
 
-def region_box_loss(regions: Tensor, targets: Tensor) -> Tensor:
-    """Region supervision by the ground-truth boxes (``box_loss``; not in the paper, whose regions
-    learn from the label alone): each digit is matched to one node for the whole video (of all
-    assignments, the one with the least summed centre distance over the frames), and the loss is
-    the smooth L1 of the matched nodes' ``(cx, cy, sx, sy)`` against the digits' regions. Nodes
-    left without a digit (``N > D``) are free.
+def match_regions(regions: Tensor, targets: Tensor) -> Tensor:
+    """Each digit's node for the whole video: of all assignments of ``D`` digits to distinct
+    nodes, the one with the least summed centre distance over the frames. Returns the matched
+    nodes' regions in the digits' order.
 
-    Shapes: ``regions [B, T, N, 4]``, ``targets [B, T, D, 4]`` (map pixels, ``N >= D``) -> a scalar.
+    Shapes: ``regions [B, T, N, 4]``, ``targets [B, T, D, 4]`` (map pixels, ``N >= D``) -> ``[B, T, D, 4]``.
     """
     num_nodes, num_digits = regions.shape[2], targets.shape[2]
     assignments = torch.tensor(list(itertools.permutations(range(num_nodes), num_digits)), device=regions.device)
@@ -685,8 +687,17 @@ def region_box_loss(regions: Tensor, targets: Tensor) -> Tensor:
         cost = reduce(gaps.norm(dim=-1), "b t n d -> b n d", "sum")
         totals = reduce(cost[:, assignments, torch.arange(num_digits)], "b a d -> b a", "sum")  # [B, assignments]
         nodes = assignments[totals.argmin(dim=1)]                                              # [B, D]: digit d's node
-    index = repeat(nodes, "b d -> b t d c", t=regions.shape[1], c=regions.shape[3])
-    return F.smooth_l1_loss(regions.gather(2, index), targets)
+    return regions.gather(2, repeat(nodes, "b d -> b t d c", t=regions.shape[1], c=regions.shape[3]))
+
+
+def region_box_loss(regions: Tensor, targets: Tensor) -> Tensor:
+    """Region supervision by the ground-truth boxes (``box_loss``; not in the paper, whose regions
+    learn from the label alone): the smooth L1 of the ``(cx, cy, sx, sy)`` of each digit's node
+    (:func:`match_regions`) against the digit's region. Nodes left without a digit (``N > D``) are free.
+
+    Shapes: ``regions [B, T, N, 4]``, ``targets [B, T, D, 4]`` (map pixels, ``N >= D``) -> a scalar.
+    """
+    return F.smooth_l1_loss(match_regions(regions, targets), targets)
 
 
 def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
@@ -980,6 +991,8 @@ def parser() -> argparse.ArgumentParser:
                    "the path of a trained checkpoint (.pt): start from its layer3, graph block (its kernel source "
                    "when it fits) and classifier")
     p.add_argument("--freeze-head", action="store_true", help="with --head-init PATH: only the regions learn")
+    p.add_argument("--oracle-jitter", type=float, help="the oracle's boxes shifted at random by this spread, "
+                   "in video pixels, per axis, frame and digit (not in the paper; default 0)")
     p.add_argument("--box-loss", type=float, help="weight of a loss of the regions against the digits' boxes "
                    "(not in the paper; default 0)")
     p.add_argument("--block", action="append", default=[], metavar="KEY=VALUE",
@@ -1014,7 +1027,7 @@ def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
     names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every",
-             "digit_steps", "digit_size", "max_step", "head_init", "box_loss")
+             "digit_steps", "digit_size", "max_step", "head_init", "box_loss", "oracle_jitter")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.temporal_shift:
         overrides["temporal_shift"] = True

@@ -102,6 +102,7 @@ def test_learning_rate_schedule():
         (["--variant", "dyreg", "--freeze-head"], "freeze_head must be False unless head_init is a checkpoint (.pt)"),
         (["--variant", "dyreg", "--head-init", "oracle"], "head_init must be 'none', 'resnet18' or the path of a trained checkpoint"),
         (["--variant", "dyreg", "--head-init", "missing.pt"], "head_init 'missing.pt': no such checkpoint"),
+        (["--variant", "dyreg", "--oracle-jitter", "1"], "oracle_jitter must be 0, or a positive spread in video pixels for the oracle"),
         (["--variant", "fixed", "--box-loss", "1"], "box_loss must be 0, or a positive weight for a variant that makes"),
         (["--variant", "dyreg", "--num-nodes", "2", "--box-loss", "1"], "with num_nodes >= num_digits (2 nodes, 3 digits)"),
     ],
@@ -381,3 +382,20 @@ def test_box_loss_brings_the_regions_to_the_digits(tmp_path):
     train.train(cfg, tmp_path, max_steps=40, progress=False)
     model.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
     assert gap() < 0.5 * before, (before, gap())
+
+
+def test_oracle_jitter_shifts_each_box_as_a_whole():
+    cfg = tiny("oracle", oracle_jitter=1.5)
+    model = train.build_model(cfg)
+    boxes = train.build_data(cfg, "val").batch(range(4))["boxes"]
+    exact = dataclasses.replace(cfg, oracle_jitter=0.0)
+    truth = train.build_model(exact).oracle_regions(boxes)
+    torch.manual_seed(0)
+    jittered = model.oracle_regions(boxes)
+    gaps = (jittered - truth)[..., :2].norm(dim=-1)
+    assert torch.allclose(jittered[..., 2:], truth[..., 2:])  # sizes kept: the whole box moves
+    assert (gaps > 0).float().mean() > 0.95 and gaps.mean() < 1.5  # every box moved, by about a map pixel or less
+    torch.manual_seed(0)
+    assert torch.equal(model.oracle_regions(boxes), jittered)  # from torch's generator (saved in checkpoints)
+    with pytest.raises(ValueError, match="oracle_jitter must be 0"):
+        train.build_model(dataclasses.replace(exact, variant="dyreg", oracle_jitter=1.0))
