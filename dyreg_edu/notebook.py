@@ -54,8 +54,14 @@ def describe_device() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_name()
 
 
+#: The folders whose changes make a commit ``-dirty`` in :func:`git_commit`.
+CODE_DIRS = ("dyreg_edu", "data_gen", "tools")
+
+
 def git_commit() -> str:
-    """The repository's current commit, or ``"unknown"`` outside a git checkout.
+    """The repository's current commit, or ``"unknown"`` outside a git checkout; with ``-dirty``
+    appended when the code (``dyreg_edu/``, ``data_gen/``, ``tools/``) differs from that commit,
+    so that a result never names a commit whose code is not the code that ran.
 
     ``DYREG_COMMIT`` names it where the code travels without its ``.git`` (a GPU machine
     that receives a copy of the working tree; the GPU queue's command sets it).
@@ -64,9 +70,14 @@ def git_commit() -> str:
         return os.environ["DYREG_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_DIRS],
+                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return out.stdout.strip() or "unknown"
+    commit = out.stdout.strip()
+    if not commit:
+        return "unknown"
+    return commit + "-dirty" if changed.returncode == 0 and changed.stdout.strip() else commit
 
 
 def provenance() -> dict:

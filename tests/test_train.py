@@ -399,3 +399,23 @@ def test_oracle_jitter_shifts_each_box_as_a_whole():
     assert torch.equal(model.oracle_regions(boxes), jittered)  # from torch's generator (saved in checkpoints)
     with pytest.raises(ValueError, match="oracle_jitter must be 0"):
         train.build_model(dataclasses.replace(exact, variant="dyreg", oracle_jitter=1.0))
+
+
+def test_git_commit_says_when_the_code_differs_from_the_commit(monkeypatch):
+    from types import SimpleNamespace
+
+    from dyreg_edu import notebook
+
+    def fake_git(changes):
+        def run(args, **kwargs):
+            out = "abc1234\n" if "rev-parse" in args else changes
+            return SimpleNamespace(stdout=out, returncode=0)
+        return run
+
+    monkeypatch.delenv("DYREG_COMMIT", raising=False)
+    monkeypatch.setattr(notebook.subprocess, "run", fake_git(""))
+    assert notebook.git_commit() == "abc1234"
+    monkeypatch.setattr(notebook.subprocess, "run", fake_git(" M dyreg_edu/train.py\n"))
+    assert notebook.git_commit() == "abc1234-dirty"
+    monkeypatch.setenv("DYREG_COMMIT", "def5678")  # a GPU machine's copy, named by the queue's command
+    assert notebook.git_commit() == "def5678"
