@@ -51,7 +51,8 @@ graph that already reads a tracking node's step (neither option is in the paper)
 :func:`region_box_loss`, the regions against the digits' ground-truth boxes, to the label's
 loss. Chapter 7 uses it to separate two questions the label alone answers together: can the
 region generator track the digits at all (it is shown where they are), and, once regions track,
-does DyReg then beat Fixed.
+does DyReg then beat Fixed. ``oracle_jitter`` (also not in the paper) shifts the oracle's boxes at
+random, in training and validation, to ask how precisely regions must track.
 
 **Exact resume.** The batch at step ``s`` is a pure function of ``(seed, s)``
 (:class:`~data_gen.multisync.MultiSyncLoader` orders each epoch by a counter-based hash),
