@@ -126,7 +126,7 @@ class TrainConfig:
     freeze_backbone: bool = True
     freeze_head: bool = False  # with a head_init checkpoint: only the regions (the kernel source) learn
     head_init: str = "none"  # "resnet18": graph variants start from the trained plain model's layer3 + classifier;
-    # a path to a trained checkpoint (.pt): start from its layer3, graph block (all but its kernel source) and classifier
+    # a path to a trained checkpoint (.pt): start from its layer3, graph block (its kernel source when it fits) and classifier
     oracle_jitter: float = 0.0  # the oracle's boxes shifted at random by this spread, video pixels (not in the paper)
     box_loss: float = 0.0  # weight of the regions' loss against the digits' boxes (not in the paper): region_box_loss
     digit_steps: int = 1500  # steps of pretrain_digits (backbone="digits"); the mini design's first stage
