@@ -722,9 +722,9 @@ def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
         raise ValueError(f"{path} was trained on another backbone or data ({_backbone_config(trained)})")
     state = model.state_dict()
     sources = tuple(f"graph.{name}." for name in DyRegBlock.KERNEL_SOURCES.values())
-    own = [k for k in state if k.startswith(sources)]
-    copy_source = bool(own) and all(k in saved["model"] and saved["model"][k].shape == state[k].shape for k in own) \
-        and sum(k.startswith(sources) for k in saved["model"]) == len(own)
+    own = {k for k in state if k.startswith(sources)}
+    theirs = {k for k in saved["model"] if k.startswith(sources)}
+    copy_source = bool(own) and own == theirs and all(saved["model"][k].shape == state[k].shape for k in own)
 
     def in_head(key: str) -> bool:
         return key.split(".")[0] in ("layer3", "graph", "classifier") and (copy_source or not key.startswith(sources))
