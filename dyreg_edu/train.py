@@ -53,6 +53,9 @@ loss. Chapter 7 uses it to separate two questions the label alone answers togeth
 region generator track the digits at all (it is shown where they are), and, once regions track,
 does DyReg then beat Fixed. ``oracle_jitter`` (also not in the paper) shifts the oracle's boxes at
 random, in training and validation, to ask how precisely regions must track.
+``regions_init`` (not in the paper) copies only the region generator of such a trained DyReg into
+a run whose graph starts afresh, and ``freeze_regions`` keeps it as learned: a graph that learns
+on regions tracking the digits from its first step.
 
 **Exact resume.** The batch at step ``s`` is a pure function of ``(seed, s)``
 (:class:`~data_gen.multisync.MultiSyncLoader` orders each epoch by a counter-based hash),
@@ -127,6 +130,9 @@ class TrainConfig:
     freeze_head: bool = False  # with a head_init checkpoint: only the regions (the kernel source) learn
     head_init: str = "none"  # "resnet18": graph variants start from the trained plain model's layer3 + classifier;
     # a path to a trained checkpoint (.pt): start from its layer3, graph block (its kernel source when it fits) and classifier
+    regions_init: str = "none"  # the path of a trained checkpoint (.pt) of a generated-regions variant: copy its region
+    # generator only, after head_init (not in the paper)
+    freeze_regions: bool = False  # with regions_init: the copied region generator does not learn
     oracle_jitter: float = 0.0  # the oracle's boxes shifted at random by this spread, video pixels (not in the paper)
     box_loss: float = 0.0  # weight of the regions' loss against the digits' boxes (not in the paper): region_box_loss
     digit_steps: int = 1500  # steps of pretrain_digits (backbone="digits"); the mini design's first stage
@@ -250,6 +256,10 @@ def check_config(cfg: TrainConfig) -> None:
          "0, or a positive spread in video pixels for the oracle"),
         ("freeze_head", cfg.freeze_head is False or (str(cfg.head_init).endswith(".pt") and cfg.variant in GENERATED_VARIANTS),
          f"False unless head_init is a checkpoint (.pt) and the variant makes its regions {GENERATED_VARIANTS}"),
+        ("regions_init", cfg.regions_init == "none" or (str(cfg.regions_init).endswith(".pt") and cfg.variant in GENERATED_VARIANTS),
+         f"'none' or the path of a trained checkpoint (.pt), for a variant that makes its regions {GENERATED_VARIANTS}"),
+        ("freeze_regions", cfg.freeze_regions is False or cfg.regions_init != "none",
+         "False unless regions_init names the checkpoint whose region generator is copied"),
         ("num_nodes", cfg.variant not in ORACLE_VARIANTS or cfg.num_nodes == cfg.num_digits,
          f"num_digits ({cfg.num_digits}) for the oracle, one node per digit box"),
         ("digit_size", cfg.digit_size is None or (isinstance(cfg.digit_size, int) and 1 <= cfg.digit_size <= cfg.size // 2),
@@ -701,6 +711,50 @@ def region_box_loss(regions: Tensor, targets: Tensor) -> Tensor:
     return F.smooth_l1_loss(match_regions(regions, targets), targets)
 
 
+#: The state-dict prefixes of a graph block's kernel source (its region generator, fixed grid or maps).
+KERNEL_SOURCE_KEYS = tuple(f"graph.{name}." for name in DyRegBlock.KERNEL_SOURCES.values())
+
+
+def kernel_source_fits(state: dict, theirs: dict) -> bool:
+    """Whether the kernel source of the state dict ``theirs`` has exactly the keys and shapes of ``state``'s."""
+    own = {k for k in state if k.startswith(KERNEL_SOURCE_KEYS)}
+    offered = {k for k in theirs if k.startswith(KERNEL_SOURCE_KEYS)}
+    return bool(own) and own == offered and all(theirs[k].shape == state[k].shape for k in own)
+
+
+def _load_same_data_checkpoint(path: Path, cfg: TrainConfig, what: str) -> tuple[dict, TrainConfig]:
+    """A saved checkpoint and its config, checked to have this run's backbone and data."""
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {str(path)!r}: no such checkpoint")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    trained = TrainConfig.from_dict(saved["config"])
+    if _backbone_config(trained) != _backbone_config(cfg) or trained.backbone != cfg.backbone:
+        raise ValueError(f"{path} was trained on another backbone or data ({_backbone_config(trained)})")
+    return saved, trained
+
+
+def load_trained_regions(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
+    """Copy the region generator of another trained model (``cfg.regions_init``), nothing else;
+    ``cfg.freeze_regions`` then keeps it as it was (:func:`train` does).
+
+    Chapter 7 uses it to give a freshly started graph the regions that a DyReg taught by the boxes
+    learned, tracking the digits from the first step (not in the paper). Returns the trained
+    model's result fields and its object-centric distance.
+    """
+    path = Path(cfg.regions_init)
+    saved, trained = _load_same_data_checkpoint(path, cfg, "regions_init")
+    state = model.state_dict()
+    if not kernel_source_fits(state, saved["model"]) or trained.variant not in GENERATED_VARIANTS:
+        raise ValueError(f"{path} has no region generator that fits this model's (a {trained.variant} with "
+                         f"{trained.num_nodes} nodes; the same variant kind, node count and block switches are needed)")
+    for key in state:
+        if key.startswith(KERNEL_SOURCE_KEYS):
+            state[key] = saved["model"][key].to(state[key].dtype)
+    model.load_state_dict(state)
+    return {"path": str(path), "variant": trained.variant, "frozen": cfg.freeze_regions,
+            **{k: saved["result"].get(k) for k in ("val_accuracy", "object_centric", "train_videos", "commit", "date")}}
+
+
 def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     """Start from another trained model (``cfg.head_init``, the path of a checkpoint of the same
     backbone and data): copy its ``layer3``, its graph block and its classifier. The kernel source
@@ -714,20 +768,12 @@ def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     Returns the trained model's result fields.
     """
     path = Path(cfg.head_init)
-    if not path.exists():
-        raise FileNotFoundError(f"head_init {str(path)!r}: no such checkpoint")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    trained = TrainConfig.from_dict(saved["config"])
-    if _backbone_config(trained) != _backbone_config(cfg) or trained.backbone != cfg.backbone:
-        raise ValueError(f"{path} was trained on another backbone or data ({_backbone_config(trained)})")
+    saved, trained = _load_same_data_checkpoint(path, cfg, "head_init")
     state = model.state_dict()
-    sources = tuple(f"graph.{name}." for name in DyRegBlock.KERNEL_SOURCES.values())
-    own = {k for k in state if k.startswith(sources)}
-    theirs = {k for k in saved["model"] if k.startswith(sources)}
-    copy_source = bool(own) and own == theirs and all(saved["model"][k].shape == state[k].shape for k in own)
+    copy_source = kernel_source_fits(state, saved["model"])
 
     def in_head(key: str) -> bool:
-        return key.split(".")[0] in ("layer3", "graph", "classifier") and (copy_source or not key.startswith(sources))
+        return key.split(".")[0] in ("layer3", "graph", "classifier") and (copy_source or not key.startswith(KERNEL_SOURCE_KEYS))
 
     wanted, offered = [k for k in state if in_head(k)], [k for k in saved["model"] if in_head(k)]
     misfits = [k for k in wanted if k not in saved["model"] or saved["model"][k].shape != state[k].shape]
@@ -770,10 +816,13 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
         head_report = load_resnet_head(cfg, model)
     elif cfg.head_init != "none":
         head_report = load_trained_head(cfg, model)
+    regions_report = load_trained_regions(cfg, model) if cfg.regions_init != "none" else None
     if cfg.freeze_backbone:
         freeze(model)
     if cfg.freeze_head:
         freeze_all_but_regions(model)
+    if cfg.freeze_regions:
+        model.graph.region_generator.requires_grad_(False)
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -857,6 +906,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     result = _result(cfg, model, val_data, state, log_path, command, backbone_report)
     if head_report is not None:
         result["head_init"] = head_report
+    if regions_report is not None:
+        result["regions_init"] = regions_report
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -992,6 +1043,9 @@ def parser() -> argparse.ArgumentParser:
                    "the path of a trained checkpoint (.pt): start from its layer3, graph block (its kernel source "
                    "when it fits) and classifier")
     p.add_argument("--freeze-head", action="store_true", help="with --head-init PATH: only the regions learn")
+    p.add_argument("--regions-init", help="the path of a trained checkpoint (.pt) whose region generator is copied, "
+                   "after --head-init (not in the paper)")
+    p.add_argument("--freeze-regions", action="store_true", help="with --regions-init: the copied regions do not learn")
     p.add_argument("--oracle-jitter", type=float, help="the oracle's boxes shifted at random by this spread, "
                    "in video pixels, per axis, frame and digit (not in the paper; default 0)")
     p.add_argument("--box-loss", type=float, help="weight of a loss of the regions against the digits' boxes "
@@ -1028,12 +1082,14 @@ def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
     names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every",
-             "digit_steps", "digit_size", "max_step", "head_init", "box_loss", "oracle_jitter")
+             "digit_steps", "digit_size", "max_step", "head_init", "regions_init", "box_loss", "oracle_jitter")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.temporal_shift:
         overrides["temporal_shift"] = True
     if args.freeze_head:
         overrides["freeze_head"] = True
+    if args.freeze_regions:
+        overrides["freeze_regions"] = True
     block = {"fixed_size": args.fixed_size} if args.fixed_size is not None else {}
     try:
         block.update(block_switches(args.block))

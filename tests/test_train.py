@@ -102,6 +102,8 @@ def test_learning_rate_schedule():
         (["--variant", "dyreg", "--freeze-head"], "freeze_head must be False unless head_init is a checkpoint (.pt)"),
         (["--variant", "dyreg", "--head-init", "oracle"], "head_init must be 'none', 'resnet18' or the path of a trained checkpoint"),
         (["--variant", "dyreg", "--head-init", "missing.pt"], "head_init 'missing.pt': no such checkpoint"),
+        (["--variant", "dyreg", "--freeze-regions"], "freeze_regions must be False unless regions_init names the checkpoint"),
+        (["--variant", "dyreg", "--regions-init", "missing.pt"], "regions_init 'missing.pt': no such checkpoint"),
         (["--variant", "dyreg", "--oracle-jitter", "1"], "oracle_jitter must be 0, or a positive spread in video pixels for the oracle"),
         (["--variant", "fixed", "--box-loss", "1"], "box_loss must be 0, or a positive weight for a variant that makes"),
         (["--variant", "dyreg", "--num-nodes", "2", "--box-loss", "1"], "with num_nodes >= num_digits (2 nodes, 3 digits)"),
@@ -419,3 +421,29 @@ def test_git_commit_says_when_the_code_differs_from_the_commit(monkeypatch):
     assert notebook.git_commit() == "abc1234-dirty"
     monkeypatch.setenv("DYREG_COMMIT", "def5678")  # a GPU machine's copy, named by the queue's command
     assert notebook.git_commit() == "def5678"
+
+
+def test_regions_init_copies_and_freezes_only_the_region_generator(tmp_path):
+    train.train(tiny("dyreg", num_nodes=2), tmp_path / "taught", max_steps=3, progress=False)
+    path = train.export_checkpoint(tmp_path / "taught", tmp_path / "taught.pt", half=False)
+    taught = torch.load(path, weights_only=True)["model"]
+    cfg = tiny("dyreg", num_nodes=2, regions_init=str(path), freeze_regions=True)
+    result = train.train(cfg, tmp_path / "run", max_steps=3, progress=False)
+    after = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    regions = [k for k in after if k.startswith(train.KERNEL_SOURCE_KEYS)]
+    assert regions and all(torch.equal(after[k], taught[k]) for k in regions)  # copied, then frozen
+    graph = [k for k in after if k.startswith("graph.") and k not in regions and after[k].is_floating_point()]
+    assert any(not torch.equal(after[k], taught[k]) for k in graph)  # the rest is not the taught model's: it starts afresh
+    assert result["regions_init"]["path"] == str(path) and result["regions_init"]["frozen"] is True
+    moving = train.train(dataclasses.replace(cfg, freeze_regions=False), tmp_path / "moving", max_steps=3, progress=False)
+    assert moving["regions_init"]["frozen"] is False
+    learned = torch.load(tmp_path / "moving" / "checkpoint.pt", weights_only=True)["model"]
+    assert any(not torch.equal(learned[k], taught[k]) for k in regions if learned[k].is_floating_point())
+    with pytest.raises(ValueError, match="has no region generator that fits"):  # another node count
+        train.train(tiny("dyreg", num_nodes=3, regions_init=str(path)), tmp_path / "misfit", max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="freeze_regions must be False unless regions_init"):
+        tiny("dyreg", freeze_regions=True)
+    with pytest.raises(ValueError, match="regions_init must be 'none' or the path of a trained checkpoint"):
+        tiny("fixed", regions_init=str(path))
+    with pytest.raises(FileNotFoundError, match="regions_init .* no such checkpoint"):
+        train.train(tiny("dyreg", regions_init=str(tmp_path / "none.pt")), tmp_path / "none", max_steps=1, progress=False)
