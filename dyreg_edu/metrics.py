@@ -5,6 +5,8 @@
   Eq. 15-16): how close the predicted regions' centres are to the ground-truth objects.
 - :func:`region_statistics`: whether the regions are still regions: how far apart the
   nodes sit and how much of the map each one covers (a collapse shows here first).
+- :func:`step_separation` (not in the paper): how well the digits' nodes' steps alone tell
+  the synchronous digits from the others, as an AUC.
 
 Coordinates: a region's centre ``(cx, cy)`` is in feature-map pixels (pixel ``q`` at the
 point ``q``, see ``api.md``); pixel ``q`` covers the part ``[q, q + 1) / W`` of the frame,
@@ -116,3 +118,28 @@ def motion_blind_ceiling(train_digits: Tensor, train_labels: Tensor, val_digits:
     table.index_put_((train_keys.cpu(), train_labels.long().cpu()), torch.ones_like(train_keys.cpu()), accumulate=True)
     best = table.argmax(-1)
     return 100.0 * (best[val_keys.cpu()] == val_labels.cpu()).float().mean().item()
+
+
+def step_separation(steps: Tensor, sync: Tensor) -> float:
+    """How well the steps of each digit's node tell which digits move in sync (not in the paper;
+    chapter 7 compares regions with it): ``steps [B, T-1, D, 2]`` (node ``d`` following digit
+    ``d``, any unit), ``sync [B, D]`` the synchronous flags.
+
+    For every pair of digits of every video, the distance between their steps averaged over the
+    frames; returns the AUC, the probability that a pair moving in sync is closer than a pair that
+    does not (ties count half): 1.0 when the steps alone pick out every synchronous pair, 0.5 when
+    they say nothing. Computed from ranks (Mann-Whitney), so any number of pairs fits in memory.
+    """
+    if steps.dim() != 4 or steps.shape[-1] != 2 or sync.shape != (steps.shape[0], steps.shape[2]):
+        raise ValueError(f"steps must be [B, T-1, D, 2] and sync [B, D], got {tuple(steps.shape)} and {tuple(sync.shape)}")
+    first, second = torch.combinations(torch.arange(steps.shape[2], device=steps.device)).unbind(-1)  # [P] each
+    distance = (steps[:, :, first] - steps[:, :, second]).norm(dim=-1).mean(1).flatten().float()  # [B P]
+    together = (sync[:, first] & sync[:, second]).flatten()
+    positives, negatives = int(together.sum()), int((~together).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"step_separation needs pairs in sync and pairs not in sync, got {positives} and {negatives}")
+    values, group, counts = torch.unique(distance, return_inverse=True, return_counts=True)
+    mid_rank = counts.cumsum(0) - (counts - 1) / 2  # 1-based ranks, ties averaged
+    rank = mid_rank[group].double()
+    apart_ranks = rank[~together].sum() - negatives * (negatives + 1) / 2  # pairs (in sync, apart) ordered right
+    return (apart_ranks / (positives * negatives)).item()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dyreg_edu.metrics import (accuracy, box_centers, confusion_matrix, motion_blind_ceiling, object_centric_distance,
-                               region_centers)
+                               region_centers, step_separation)
 
 
 def test_accuracy_and_confusion():
@@ -62,3 +62,24 @@ def test_region_statistics_on_hand_made_regions():
     assert stats["size"].item() == pytest.approx(0.5)  # (4 + 12) / 2 / 16
     with pytest.raises(ValueError, match=r"\[B, T, N, 4\]"):
         region_statistics(regions[0], 16, 16)
+
+
+def test_step_separation_on_hand_made_steps():
+    sync = torch.tensor([[True, True, False], [False, False, False], [True, False, True]])
+    steps = torch.zeros(3, 2, 3, 2)
+    steps[0, :, 2] = 3.0  # digit 2 moves on its own; digits 0 and 1 share a step
+    steps[1, :, 0], steps[1, :, 1], steps[1, :, 2] = 1.0, 2.0, 4.0  # no sync: every pair apart
+    steps[2, :, 1] = 2.0
+    assert step_separation(steps, sync) == 1.0  # every pair in sync is closer than every pair apart
+    assert step_separation(-steps, sync) == 1.0  # distances, not directions
+    swapped = torch.tensor([[False, True, True], [False, False, False], [True, False, True]])
+    assert step_separation(steps, swapped) == pytest.approx(7.5 / 14)  # a sync pair 3 apart: ties count half
+    assert step_separation(torch.zeros(3, 2, 3, 2), sync) == 0.5  # steps that say nothing
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(400, 5, 3, 2, generator=generator)
+    random_sync = torch.rand(400, 3, generator=generator) > 0.5
+    assert abs(step_separation(noise, random_sync) - 0.5) < 0.05
+    with pytest.raises(ValueError, match="needs pairs in sync and pairs not in sync, got 0 and 9"):
+        step_separation(steps, torch.zeros(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"steps must be \[B, T-1, D, 2\]"):
+        step_separation(steps[..., 0], sync)
