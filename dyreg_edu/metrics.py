@@ -138,7 +138,7 @@ def step_separation(steps: Tensor, sync: Tensor) -> float:
     positives, negatives = int(together.sum()), int((~together).sum())
     if positives == 0 or negatives == 0:
         raise ValueError(f"step_separation needs pairs in sync and pairs not in sync, got {positives} and {negatives}")
-    values, group, counts = torch.unique(distance, return_inverse=True, return_counts=True)
+    _, group, counts = torch.unique(distance, return_inverse=True, return_counts=True)
     mid_rank = counts.cumsum(0) - (counts - 1) / 2  # 1-based ranks, ties averaged
     rank = mid_rank[group].double()
     apart_ranks = rank[~together].sum() - negatives * (negatives + 1) / 2  # pairs (in sync, apart) ordered right

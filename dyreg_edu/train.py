@@ -258,8 +258,9 @@ def check_config(cfg: TrainConfig) -> None:
          f"False unless head_init is a checkpoint (.pt) and the variant makes its regions {GENERATED_VARIANTS}"),
         ("regions_init", cfg.regions_init == "none" or (str(cfg.regions_init).endswith(".pt") and cfg.variant in GENERATED_VARIANTS),
          f"'none' or the path of a trained checkpoint (.pt), for a variant that makes its regions {GENERATED_VARIANTS}"),
-        ("freeze_regions", cfg.freeze_regions is False or cfg.regions_init != "none",
-         "False unless regions_init names the checkpoint whose region generator is copied"),
+        ("freeze_regions", cfg.freeze_regions is False or (cfg.regions_init != "none" and not cfg.freeze_head),
+         "False unless regions_init names the checkpoint whose region generator is copied, and False with "
+         "freeze_head (nothing would learn)"),
         ("num_nodes", cfg.variant not in ORACLE_VARIANTS or cfg.num_nodes == cfg.num_digits,
          f"num_digits ({cfg.num_digits}) for the oracle, one node per digit box"),
         ("digit_size", cfg.digit_size is None or (isinstance(cfg.digit_size, int) and 1 <= cfg.digit_size <= cfg.size // 2),
@@ -744,7 +745,7 @@ def load_trained_regions(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     path = Path(cfg.regions_init)
     saved, trained = _load_same_data_checkpoint(path, cfg, "regions_init")
     state = model.state_dict()
-    if not kernel_source_fits(state, saved["model"]) or trained.variant not in GENERATED_VARIANTS:
+    if not kernel_source_fits(state, saved["model"]):
         raise ValueError(f"{path} has no region generator that fits this model's (a {trained.variant} with "
                          f"{trained.num_nodes} nodes; the same variant kind, node count and block switches are needed)")
     for key in state:

@@ -443,6 +443,8 @@ def test_regions_init_copies_and_freezes_only_the_region_generator(tmp_path):
         train.train(tiny("dyreg", num_nodes=3, regions_init=str(path)), tmp_path / "misfit", max_steps=1, progress=False)
     with pytest.raises(ValueError, match="freeze_regions must be False unless regions_init"):
         tiny("dyreg", freeze_regions=True)
+    with pytest.raises(ValueError, match=r"and False with freeze_head \(nothing would learn\)"):
+        tiny("dyreg", regions_init=str(path), freeze_regions=True, head_init=str(path), freeze_head=True)
     with pytest.raises(ValueError, match="regions_init must be 'none' or the path of a trained checkpoint"):
         tiny("fixed", regions_init=str(path))
     with pytest.raises(FileNotFoundError, match="regions_init .* no such checkpoint"):
