@@ -789,6 +789,30 @@ def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
             **{k: saved["result"][k] for k in ("val_accuracy", "train_videos", "commit", "date")}}
 
 
+def starting_model(cfg: TrainConfig, *, progress: bool = True) -> tuple[SyncMNISTModel, dict]:
+    """The model that a run of ``cfg`` takes its first step from, on the CPU: built with
+    ``cfg.seed``, then the digit backbone, ``head_init`` and ``regions_init`` loaded (in that
+    order) and the frozen parts frozen. Returns the model and the loaders' reports, keyed
+    ``digit_backbone``, ``head_init`` and ``regions_init`` (those that were loaded)."""
+    torch.manual_seed(cfg.seed)
+    model, reports = build_model(cfg), {}
+    if cfg.backbone == "digits":
+        reports["digit_backbone"] = load_digit_backbone(cfg, model, progress=progress)
+    if cfg.head_init == "resnet18":  # a graph variant, or the plain model trained on (a control)
+        reports["head_init"] = load_resnet_head(cfg, model)
+    elif cfg.head_init != "none":
+        reports["head_init"] = load_trained_head(cfg, model)
+    if cfg.regions_init != "none":
+        reports["regions_init"] = load_trained_regions(cfg, model)
+    if cfg.freeze_backbone:
+        freeze(model)
+    if cfg.freeze_head:
+        freeze_all_but_regions(model)
+    if cfg.freeze_regions:
+        model.graph.region_generator.requires_grad_(False)
+    return model, reports
+
+
 def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | None = None,
           max_minutes: float | None = None, progress: bool = True, command: str | None = None) -> dict:
     """Train ``cfg`` into ``out_dir`` (``log.jsonl``, ``checkpoint.pt``, ``result.json``).
@@ -807,23 +831,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
         raise FileNotFoundError(f"no checkpoint at {ckpt_path} to resume from")
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg)
-    backbone_report = None
-    if cfg.backbone == "digits":
-        backbone_report = load_digit_backbone(cfg, model, progress=progress)
-    head_report = None
-    if cfg.head_init == "resnet18":  # a graph variant, or the plain model trained on (a control)
-        head_report = load_resnet_head(cfg, model)
-    elif cfg.head_init != "none":
-        head_report = load_trained_head(cfg, model)
-    regions_report = load_trained_regions(cfg, model) if cfg.regions_init != "none" else None
-    if cfg.freeze_backbone:
-        freeze(model)
-    if cfg.freeze_head:
-        freeze_all_but_regions(model)
-    if cfg.freeze_regions:
-        model.graph.region_generator.requires_grad_(False)
+    model, reports = starting_model(cfg, progress=progress)
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -904,11 +912,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
         bar.close()
     recompute_batchnorm(model, train_data, cfg, cfg.bn_batches)
     save_checkpoint(ckpt_path, model, optimizer, cfg, state)
-    result = _result(cfg, model, val_data, state, log_path, command, backbone_report)
-    if head_report is not None:
-        result["head_init"] = head_report
-    if regions_report is not None:
-        result["regions_init"] = regions_report
+    result = _result(cfg, model, val_data, state, log_path, command, reports.get("digit_backbone"))
+    result.update({key: reports[key] for key in ("head_init", "regions_init") if key in reports})
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

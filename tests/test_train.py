@@ -449,3 +449,15 @@ def test_regions_init_copies_and_freezes_only_the_region_generator(tmp_path):
         tiny("fixed", regions_init=str(path))
     with pytest.raises(FileNotFoundError, match="regions_init .* no such checkpoint"):
         train.train(tiny("dyreg", regions_init=str(tmp_path / "none.pt")), tmp_path / "none", max_steps=1, progress=False)
+
+
+def test_starting_model_is_where_a_run_takes_its_first_step(tmp_path):
+    train.train(tiny("dyreg", num_nodes=2), tmp_path / "taught", max_steps=3, progress=False)
+    path = train.export_checkpoint(tmp_path / "taught", tmp_path / "taught.pt", half=False)
+    cfg = tiny("dyreg", num_nodes=2, regions_init=str(path), freeze_regions=True)
+    model, reports = train.starting_model(cfg, progress=False)
+    assert set(reports) == {"regions_init"} and reports["regions_init"]["frozen"] is True
+    assert not any(p.requires_grad for p in model.graph.region_generator.parameters())
+    train.train(cfg, tmp_path / "run", max_steps=0, progress=False)  # saved before its first step
+    after, state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"], model.state_dict()
+    assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in after)
