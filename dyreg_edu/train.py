@@ -794,6 +794,7 @@ def starting_model(cfg: TrainConfig, *, progress: bool = True) -> tuple[SyncMNIS
     ``cfg.seed``, then the digit backbone, ``head_init`` and ``regions_init`` loaded (in that
     order) and the frozen parts frozen. Returns the model and the loaders' reports, keyed
     ``digit_backbone``, ``head_init`` and ``regions_init`` (those that were loaded)."""
+    check_config(cfg)
     torch.manual_seed(cfg.seed)
     model, reports = build_model(cfg), {}
     if cfg.backbone == "digits":

@@ -461,3 +461,5 @@ def test_starting_model_is_where_a_run_takes_its_first_step(tmp_path):
     train.train(cfg, tmp_path / "run", max_steps=0, progress=False)  # saved before its first step
     after, state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"], model.state_dict()
     assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in after)
+    with pytest.raises(ValueError, match="freeze_regions must be False unless regions_init"):
+        train.starting_model(dataclasses.replace(cfg, regions_init="none"), progress=False)
