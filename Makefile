@@ -52,7 +52,8 @@ deps-browser:
 	@if [ ! -x "$(CHROMIUM)" ]; then \
 	  echo "Installing Debian chromium (needed by tests/test_book.py)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
+	  $$SUDO apt-get -o DPkg::Lock::Timeout=600 update -q && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q chromium; \
 	fi
 
 ## ---- the book ----------------------------------------------------------------
