@@ -156,6 +156,13 @@ def keep_log(source: Path, target: Path, every: int = 10) -> Path:
     return target
 
 
+def read_log(path: Path) -> list[dict]:
+    """A run's JSON-line log (``log.jsonl``, or its copy under ``results/.../logs/``), one dict a line;
+    ``[]`` when the run has no log yet, so that a chapter leaves its curve out, as a table shows "–"."""
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def standard_error(videos: int) -> float:
     """The largest standard error of an accuracy measured on ``videos`` videos, in points
     (a binomial proportion at 50%: ``100 * sqrt(0.25 / videos)``)."""

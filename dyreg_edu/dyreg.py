@@ -106,7 +106,7 @@ class DyRegBlock(nn.Module):
         train_height, train_width: the map the block was trained on, when it now runs on a
             larger ``height x width`` one (full-resolution evaluation, module docstring). ``None``
             (default): the same as ``height``, ``width``. The parameters depend only on these.
-        node_motion: **not in the paper** (an experiment of chapter 7, default ``False``): also add
+        node_motion: **not in the paper** (an experiment of chapter 11, default ``False``): also add
             to each node a Linear of its kernel's change since the previous frame
             (:meth:`motion`), so that a node whose region follows a digit carries the digit's step,
             not only its position. ``False`` leaves the block, its parameters and the golden
@@ -114,8 +114,8 @@ class DyRegBlock(nn.Module):
         motion_from: what ``node_motion`` reads (**not in the paper**): ``"kernel"`` (default) the
             whole kernel's change, ``H * W`` numbers; ``"centre"`` the step of the kernel's centre
             of mass (:func:`~dyreg_edu.kernels.kernel_centres`, in map widths and heights), 2
-            numbers, the motion as the graph alone of chapter 7 gets it.
-        position_scale: **not in the paper** (an experiment of chapter 7, default ``1.0``, the
+            numbers, the motion as the graph alone of chapter 11 gets it.
+        position_scale: **not in the paper** (an experiment of chapter 11, default ``1.0``, the
             authors'): multiplies the kernels that the positional (and ``node_motion``) embedding
             reads. A kernel sums to one over the map, so its entries, and a moving region's change,
             are small next to the pooled features. Scaling them keeps the same functions (the

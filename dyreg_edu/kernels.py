@@ -131,7 +131,7 @@ def pool_nodes(features: Tensor, kernels: Tensor) -> Tensor:
 
 def kernel_centres(kernels: Tensor) -> Tensor:
     r"""Each kernel's centre of mass in map pixels (**not in the paper**; the ``node_motion``
-    experiment of chapter 7 reads its change from frame to frame).
+    experiment of chapter 11 reads its change from frame to frame).
 
     .. math:: (\bar x_i, \bar y_i) = \sum_{p, q} K_i(p, q)\, (q, p) \Big/ \sum_{p, q} K_i(p, q)
 

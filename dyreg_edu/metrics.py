@@ -122,7 +122,7 @@ def motion_blind_ceiling(train_digits: Tensor, train_labels: Tensor, val_digits:
 
 def step_separation(steps: Tensor, sync: Tensor) -> float:
     """How well the steps of each digit's node tell which digits move in sync (not in the paper;
-    chapter 7 compares regions with it): ``steps [B, T-1, D, 2]`` (node ``d`` following digit
+    chapter 11 compares regions with it): ``steps [B, T-1, D, 2]`` (node ``d`` following digit
     ``d``, any unit), ``sync [B, D]`` the synchronous flags.
 
     For every pair of digits of every video, the distance between their steps averaged over the

@@ -95,7 +95,7 @@ class SyncMNISTModel(nn.Module):
         oracle_jitter: ``variant="oracle"`` only (not in the paper): shift every box by a random
             amount, normal with this spread in video pixels, per axis, frame and digit, in training
             and evaluation alike, so that the oracle's regions track the digits only this precisely
-            (Chapter 7: how precisely must regions track?). 0: the boxes as they are.
+            (Chapter 11: how precisely must regions track?). 0: the boxes as they are.
     """
 
     def __init__(self, variant: str = "dyreg", num_classes: int = 56, num_nodes: int = 9, *, input_size: int = 128,

@@ -112,3 +112,19 @@ def bundled_fixture() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: reinstall dyreg_edu (it ships with the package)")
     return path
+
+
+def show_table(table: str, scale: str = "mini", **design) -> None:
+    """Display ``results/multisync/<scale>[/<design>]/table<k>.md``, rewritten from the result files
+    (``design``: the settings of a design other than the committed one, e.g. ``digit_size=14``);
+    says so when the table has no results yet. Chapters 7 and 11 show their tables with it."""
+    from IPython.display import Markdown, display
+
+    from . import ablations
+
+    folder = ablations.results_dir(scale, **design)
+    path = ablations.write_table(table, scale, **design) if folder.exists() else folder / f"table{table}.md"
+    if not path.exists():
+        print(f"no results for table {table} at the {scale} scale yet")
+        return
+    display(Markdown(path.read_text().replace("# ", "**", 1).replace("\n", "**\n", 1)))

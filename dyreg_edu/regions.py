@@ -370,7 +370,7 @@ class RegionGenerator(nn.Module):
             learned z_i then give each node a learned size as well as a learned position.
         gamma_init: the initial :math:`\gamma` of Eq. 11. ``0.0`` (default) is the paper's: every
             region starts at its anchor and :math:`W_o` gets no gradient until :math:`\gamma`
-            has grown. A small positive value (**not in the paper**, an experiment of chapter 7)
+            has grown. A small positive value (**not in the paper**, an experiment of chapter 11)
             starts the regions a little off their anchors, so that :math:`W_o` learns from the
             first step.
 

@@ -1,7 +1,7 @@
 r"""Can the graph learn the relation? The spatio-temporal graph alone, on the generator's truth.
 
 At the mini scale even the oracle (Appendix E.6: the digits' own boxes as regions) ends level
-with a plain ResNet, and a linear probe finds no synchrony in its graph's output (Chapter 7).
+with a plain ResNet, and a linear probe finds no synchrony in its graph's output (Chapter 11).
 This experiment takes everything else away. Each node is one digit; its input in frame ``t``
 is its class (one-hot) and, as ``inputs`` says,
 
@@ -25,7 +25,7 @@ the 56 classes through cross-entropy, so the relation is learned only through th
 ``scale`` multiplies the two motion inputs. A step is about 0.02 of the canvas a frame, so at
 ``scale=1`` the motion enters the embedded node some thirty times weaker than the one-hot class;
 ``scale=25`` makes the two of one size (the same functions, another conditioning) and, in the
-runs of Chapter 7, shortens the label's plateau from a million videos to a few tens of thousands.
+runs of Chapter 11, shortens the label's plateau from a million videos to a few tens of thousands.
 
 A result file holds the validation curve, the base rate (always answering the majority flag;
 for the label, the motion-blind ceiling of :func:`~dyreg_edu.metrics.motion_blind_ceiling`)

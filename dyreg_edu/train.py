@@ -43,13 +43,13 @@ mini scale (the chapters show why) and ``paper_scaled`` at paper scale, after tw
 plain model's ``layer3`` and classifier (:func:`load_resnet_head`), so a graph variant starts
 where the plain model ended; the path of a trained checkpoint copies its ``layer3``, its graph
 block (the kernel source only when it has one that fits) and its classifier
-(:func:`load_trained_head`), and ``freeze_head=True`` then trains only the regions. Chapter 7
+(:func:`load_trained_head`), and ``freeze_head=True`` then trains only the regions. Chapter 11
 starts DyReg from a trained oracle that way, to ask whether its regions learn to track under a
 graph that already reads a tracking node's step (neither option is in the paper).
 
 **Regions taught by the boxes** (``box_loss``, not in the paper): adds
 :func:`region_box_loss`, the regions against the digits' ground-truth boxes, to the label's
-loss. Chapter 7 uses it to separate two questions the label alone answers together: can the
+loss. Chapter 11 uses it to separate two questions the label alone answers together: can the
 region generator track the digits at all (it is shown where they are), and, once regions track,
 does DyReg then beat Fixed. ``oracle_jitter`` (also not in the paper) shifts the oracle's boxes at
 random, in training and validation, to ask how precisely regions must track.
@@ -738,7 +738,7 @@ def load_trained_regions(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     """Copy the region generator of another trained model (``cfg.regions_init``), nothing else;
     ``cfg.freeze_regions`` then keeps it as it was (:func:`train` does).
 
-    Chapter 7 uses it to give a freshly started graph the regions that a DyReg taught by the boxes
+    Chapter 11 uses it to give a freshly started graph the regions that a DyReg taught by the boxes
     learned, tracking the digits from the first step (not in the paper). Returns the trained
     model's result fields and its object-centric distance.
     """
@@ -764,7 +764,7 @@ def load_trained_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
     none, or another number of nodes) it keeps its initialisation. The report says which
     (``kernel_source``: ``"copied"`` or ``"initialised"``).
 
-    Chapter 7 uses it to ask whether DyReg's regions learn to track the digits when the graph
+    Chapter 11 uses it to ask whether DyReg's regions learn to track the digits when the graph
     that reads them already knows what a tracking node's motion means (a trained oracle's).
     Returns the trained model's result fields.
     """

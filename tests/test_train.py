@@ -349,6 +349,27 @@ def test_a_design_run_records_a_command_that_names_the_design(tmp_path, monkeypa
     assert train.parser().parse_args(argv).digit_size == 14
 
 
+def test_read_log_gives_a_runs_records_and_nothing_for_a_run_without_a_log(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.5}\n\n{"step": 2, "loss": 2.0, "val_accuracy": 30.0}\n')
+    assert ablations.read_log(log) == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0, "val_accuracy": 30.0}]
+    assert ablations.read_log(tmp_path / "missing.jsonl") == []
+
+
+def test_show_table_displays_a_table_from_the_result_files_or_says_there_is_none(tmp_path, monkeypatch, capsys):
+    from dyreg_edu import notebook
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path / "none")
+    notebook.show_table("9")
+    assert "no results for table 9 at the mini scale yet" in capsys.readouterr().out and not shown
+    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path)
+    (tmp_path / "dyreg.json").write_text(json.dumps({"val_accuracy": 61.5, "train_videos": 100, "wall_seconds": 60.0}))
+    notebook.show_table("9")
+    assert shown[0].startswith("**Table 9") and "| DyReg-GNN | 95.09 | 61.50 |" in shown[0]
+
+
 def test_a_tables_standard_error_follows_its_validation_size():
     assert round(ablations.standard_error(2_000), 2) == 1.12
     assert ablations.standard_error(10_000) == pytest.approx(0.5)

@@ -1,4 +1,4 @@
-"""The graph alone on the oracle's real nodes (an experiment of chapter 7).
+"""The graph alone on the oracle's real nodes (an experiment of chapter 11).
 
 Between the graph alone (``dyreg_edu.relation``: clean one-hot classes and steps) and the oracle
 model (its nodes from the backbone, its answer through remap, residual, layer3 and head) this asks
