@@ -53,6 +53,8 @@ loss. Chapter 11 uses it to separate two questions the label alone answers toget
 region generator track the digits at all (it is shown where they are), and, once regions track,
 does DyReg then beat Fixed. ``oracle_jitter`` (also not in the paper) shifts the oracle's boxes at
 random, in training and validation, to ask how precisely regions must track.
+``box_loss_steps`` (not in the paper) teaches them for the first steps only, then leaves them to
+the label: how few of the boxes the generator needs.
 ``regions_init`` (not in the paper) copies only the region generator of such a trained DyReg into
 a run whose graph starts afresh, and ``freeze_regions`` keeps it as learned: a graph that learns
 on regions tracking the digits from its first step.
@@ -135,6 +137,7 @@ class TrainConfig:
     freeze_regions: bool = False  # with regions_init: the copied region generator does not learn
     oracle_jitter: float = 0.0  # the oracle's boxes shifted at random by this spread, video pixels (not in the paper)
     box_loss: float = 0.0  # weight of the regions' loss against the digits' boxes (not in the paper): region_box_loss
+    box_loss_steps: int = 0  # with box_loss: taught by the boxes for the first this many steps only; 0: every step
     digit_steps: int = 1500  # steps of pretrain_digits (backbone="digits"); the mini design's first stage
     # optimisation
     epochs: float = 1.0
@@ -252,6 +255,9 @@ def check_config(cfg: TrainConfig) -> None:
                                             and cfg.num_nodes >= cfg.num_digits),
          f"0, or a positive weight for a variant that makes its regions {GENERATED_VARIANTS} with num_nodes >= "
          f"num_digits ({cfg.num_nodes} nodes, {cfg.num_digits} digits)"),
+        ("box_loss_steps", isinstance(cfg.box_loss_steps, int) and (cfg.box_loss_steps == 0 or (cfg.box_loss_steps > 0
+                                                                                            and cfg.box_loss > 0)),
+         "0 (every step), or a positive int of steps with box_loss > 0"),
         ("oracle_jitter", cfg.oracle_jitter == 0 or (cfg.oracle_jitter > 0 and cfg.variant in ORACLE_VARIANTS),
          "0, or a positive spread in video pixels for the oracle"),
         ("freeze_head", cfg.freeze_head is False or (str(cfg.head_init).endswith(".pt") and cfg.variant in GENERATED_VARIANTS),
@@ -876,7 +882,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
             with autocast(cfg):
                 logits, aux = forward(video, return_aux=True, boxes=boxes)
             loss = F.cross_entropy(logits.float(), label)
-            if cfg.box_loss:
+            if cfg.box_loss and (cfg.box_loss_steps == 0 or step < cfg.box_loss_steps):
                 loss = loss + cfg.box_loss * region_box_loss(aux["regions"].float(), model.oracle_regions(boxes))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -1057,6 +1063,8 @@ def parser() -> argparse.ArgumentParser:
                    "in video pixels, per axis, frame and digit (not in the paper; default 0)")
     p.add_argument("--box-loss", type=float, help="weight of a loss of the regions against the digits' boxes "
                    "(not in the paper; default 0)")
+    p.add_argument("--box-loss-steps", type=int, help="with --box-loss: taught by the boxes for the first this many "
+                   "steps only, then the label alone (not in the paper; default 0: every step)")
     p.add_argument("--block", action="append", default=[], metavar="KEY=VALUE",
                    help="a DyRegBlock switch (repeatable), VALUE a Python literal or a word, "
                    "e.g. --block node_motion=True --block motion_from=centre --block position_scale=25")
@@ -1089,7 +1097,8 @@ def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
     names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every",
-             "digit_steps", "digit_size", "max_step", "head_init", "regions_init", "box_loss", "oracle_jitter")
+             "digit_steps", "digit_size", "max_step", "head_init", "regions_init", "box_loss", "box_loss_steps",
+             "oracle_jitter")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.temporal_shift:
         overrides["temporal_shift"] = True

@@ -107,6 +107,7 @@ def test_learning_rate_schedule():
         (["--variant", "dyreg", "--oracle-jitter", "1"], "oracle_jitter must be 0, or a positive spread in video pixels for the oracle"),
         (["--variant", "fixed", "--box-loss", "1"], "box_loss must be 0, or a positive weight for a variant that makes"),
         (["--variant", "dyreg", "--num-nodes", "2", "--box-loss", "1"], "with num_nodes >= num_digits (2 nodes, 3 digits)"),
+        (["--variant", "dyreg", "--box-loss-steps", "100"], "box_loss_steps must be 0 (every step), or a positive int of steps with box_loss > 0"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -405,6 +406,18 @@ def test_box_loss_brings_the_regions_to_the_digits(tmp_path):
     train.train(cfg, tmp_path, max_steps=40, progress=False)
     model.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
     assert gap() < 0.5 * before, (before, gap())
+
+
+def test_box_loss_steps_teaches_the_regions_for_the_first_steps_only(tmp_path):
+    """Taught for the first 2 steps of 4 against taught at every step, from the same start: the same
+    first two losses (the label's and the boxes'), then a lower third one, the label's alone."""
+    briefly = tiny("dyreg", num_nodes=3, box_loss=1.0, box_loss_steps=2)
+    throughout = dataclasses.replace(briefly, box_loss_steps=0)
+    train.train(briefly, tmp_path / "briefly", max_steps=3, progress=False)
+    train.train(throughout, tmp_path / "throughout", max_steps=3, progress=False)
+    first, second = losses(tmp_path / "briefly"), losses(tmp_path / "throughout")
+    assert first[:2] == pytest.approx(second[:2], rel=1e-6)
+    assert first[2] < second[2]
 
 
 def test_oracle_jitter_shifts_each_box_as_a_whole():
