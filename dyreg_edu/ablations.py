@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .train import (DEFAULT_DIGIT_STEPS, REPO_ROOT, SCALES, TrainConfig, config, design_summary, design_tag,
                     export_checkpoint, resnet_head_path, train)
+from .train import read_log  # noqa: F401  (re-exported: the chapters read a run's log beside keep_log)
 
 #: The paper's accuracies (percent) on MultiSyncMNIST.
 PAPER = {
@@ -154,13 +155,6 @@ def keep_log(source: Path, target: Path, every: int = 10) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(line + "\n" for line in kept))
     return target
-
-
-def read_log(path: Path) -> list[dict]:
-    """A run's JSON-line log (``log.jsonl``, or its copy under ``results/.../logs/``), one dict a line;
-    ``[]`` when the run has no log yet, so that a chapter leaves its curve out, as a table shows "–"."""
-    path = Path(path)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def standard_error(videos: int) -> float:

@@ -255,8 +255,8 @@ def check_config(cfg: TrainConfig) -> None:
                                             and cfg.num_nodes >= cfg.num_digits),
          f"0, or a positive weight for a variant that makes its regions {GENERATED_VARIANTS} with num_nodes >= "
          f"num_digits ({cfg.num_nodes} nodes, {cfg.num_digits} digits)"),
-        ("box_loss_steps", isinstance(cfg.box_loss_steps, int) and (cfg.box_loss_steps == 0 or (cfg.box_loss_steps > 0
-                                                                                            and cfg.box_loss > 0)),
+        ("box_loss_steps", isinstance(cfg.box_loss_steps, int) and cfg.box_loss_steps >= 0
+                           and (cfg.box_loss_steps == 0 or cfg.box_loss > 0),
          "0 (every step), or a positive int of steps with box_loss > 0"),
         ("oracle_jitter", cfg.oracle_jitter == 0 or (cfg.oracle_jitter > 0 and cfg.variant in ORACLE_VARIANTS),
          "0, or a positive spread in video pixels for the oracle"),
@@ -925,9 +925,17 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     return result
 
 
+def read_log(path) -> list[dict]:
+    """A run's JSON-line log (``log.jsonl``, or its copy under ``results/.../logs/``), one dict a line;
+    ``[]`` when the run has no log yet, so that a chapter leaves its curve out, as a table shows "–".
+    (``dyreg_edu.ablations.read_log`` is the same function.)"""
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def _result(cfg, model, val_data, state, log_path, command, backbone_report) -> dict:
     """The result file: the last validation of the log, or a fresh one if the log has none at this step."""
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    records = read_log(log_path)
     last_val = next((r for r in reversed(records) if "val_accuracy" in r), None)
     if last_val is None or last_val["step"] != state["step"]:
         last_val = {"step": state["step"], **_rounded(evaluate(model, val_data, cfg=cfg))}
