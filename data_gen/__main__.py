@@ -132,7 +132,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    {"preview": preview, "export": export, "stats": stats}[args.command](args)
+    try:
+        {"preview": preview, "export": export, "stats": stats}[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        p.exit(2, f"{p.prog} {args.command}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -45,14 +45,13 @@ workers and an interrupted run resumed draw the same crops and frames.
 **Something-Else** boxes (Materzynska et al., 2020): ``annotations=`` the merged JSON parts;
 ``output="dict"`` adds ``boxes [T, D, 4]`` (views first in test mode), aligned with the
 sampled frames and mapped into the crop's pixels (NaN rows pad frames with fewer boxes).
-:func:`object_centric_sums` is the Appendix F.3 distance of :mod:`dyreg_edu.metrics` on them.
+:func:`dyreg_edu.metrics.object_centric_sums` is the Appendix F.3 distance on them.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -341,29 +340,6 @@ def pad_boxes(per_frame: list[Tensor], num: int | None = None) -> Tensor:
     return out
 
 
-def object_centric_sums(centers: Tensor, boxes: Tensor, crop: int) -> tuple[Tensor, Tensor, int, int]:
-    """:func:`dyreg_edu.metrics.distance_sums` with a varying number of boxes per frame.
-
-    ``centers [B, T, N, 2]`` normalised region centres (:func:`dyreg_edu.metrics.region_centers`),
-    ``boxes [B, T, D, 4]`` in the ``crop x crop`` input's pixels, NaN rows for no box. Frames
-    without any box add nothing. With no NaN this is exactly ``distance_sums(centers,
-    box_centers(boxes, crop))``.
-    """
-    from dyreg_edu.metrics import box_centers, distance_sums
-
-    valid = ~boxes.isnan().any(-1)  # [B, T, D]
-    if valid.all():
-        return distance_sums(centers, box_centers(boxes, crop))
-    objects = box_centers(boxes.nan_to_num(0.0), crop)
-    frames = rearrange(centers, "b t n xy -> (b t) n xy").float(), rearrange(objects, "b t d xy -> (b t) d xy").float()
-    mask = rearrange(valid, "b t d -> (b t) d")
-    dist = torch.cdist(*frames).masked_fill(~mask[:, None, :], math.inf)  # [(B T), N, D]
-    has_box = mask.any(-1)
-    nearest_object = dist.min(2).values[has_box]  # [frames with boxes, N]
-    nearest_node = dist.min(1).values[mask]  # [valid boxes]
-    return nearest_object.sum(), nearest_node.sum(), nearest_object.numel(), nearest_node.numel()
-
-
 # --------------------------------------------------------------------------- the data set
 
 
@@ -404,13 +380,16 @@ class SomethingSomethingV2(torch.utils.data.Dataset):
         mode = mode or ("train" if split == "train" else "val")
         checks = [("mode", mode in MODES, f"one of {MODES}"), ("layout", layout in ("auto", "video", "jpeg"), "'auto', 'video' or 'jpeg'"),
                   ("output", output in ("tuple", "dict"), "'tuple' or 'dict'"), ("num_frames", num_frames >= 1, "positive"),
-                  ("fraction", fraction is None or 0 < fraction <= 1, "in (0, 1]")]
+                  ("fraction", fraction is None or 0 < fraction <= 1, "in (0, 1]"),
+                  ("crop", crop is None or (isinstance(crop, int) and crop >= 1), "a positive int of pixels, or None"),
+                  ("short_side", short_side is None or (isinstance(short_side, int) and short_side >= (crop or 1)),
+                   "an int of pixels at least the crop, or None")]
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {locals()[name]!r}")
         self.root, self.split, self.mode, self.num_frames = Path(root), SPLITS[split], mode, num_frames
-        self.crop = crop or (256 if mode == "test" else 224)
-        self.short_side = short_side or (self.crop if mode == "test" else self.crop * 256 // 224)
+        self.crop = (256 if mode == "test" else 224) if crop is None else crop
+        self.short_side = (self.crop if mode == "test" else self.crop * 256 // 224) if short_side is None else short_side
         self.layout, self.seed, self.output, self.include_hands, self.epoch = layout, seed, output, include_hands, 0
         all_classes = load_classes(root)
         records = load_records(root, split, all_classes)

@@ -241,7 +241,7 @@ def main(argv=None) -> int:
             print(f"{name}: " + (f"{result['val_accuracy']:.2f}%" if result else "unfinished"), flush=True)
         for table in tables:
             print(write_table(table, args.scale, **design).read_text())
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         p.exit(2, f"{p.prog}: error: {error}\n")
     return 0
 

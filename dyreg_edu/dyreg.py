@@ -31,9 +31,9 @@ switch                  default = authors' code   paper wording
 ``size_plus_one``       ``True``: s = e^o(L/6+1)+1 ``False``: s = e^o L/6 (Eq. 12)
 ``normalize_kernels``   ``True``: kernels sum to 1 ``False``: raw tents (Eq. 7)
 ``clamp_centers``       ``True``: centre in [0,L-1] ``False``: tanh only (Eq. 13)
-``position_grad``       ``True``: regions learn     ``False``: the authors' pre-release
-                        through the position        code, which cut that gradient
-                        embedding too
+``position_grad``       ``True``: regions learn     ``False``: the kernel enters the
+                        through the position        embedding detached, one mode of
+                        embedding too               the authors' pre-release code
 ``messages``            ``"sum"``: MLP(v_i+v_j)   ``"concat"``: MLP([v_j; v_i]) (Eq. 8)
 ``temporal_first``      ``True``                  ``False``: temporal after spatial (Eq. 9)
 ======================= ========================= ==================================
@@ -42,7 +42,7 @@ switch                  default = authors' code   paper wording
 ``iH x iW`` map (``train_height``, ``train_width``; 14 x 14 for res4 at 224) can run on a
 larger ``H x W`` map (16 x 16 for 256 crops) with the same parameters. The region
 generator reads the map average-pooled to ``iH x iW`` (f and g_i keep their sizes), the
-regions and kernels live on the full ``H x W`` map (anchors at ``H/2``, sizes from ``H/6``),
+regions and kernels live on the full ``H x W`` map (anchors at ``H/2``, sizes from ``H/6 + 2``),
 and the positional embedding reads each kernel average-pooled to ``iH x iW``.
 """
 
@@ -174,12 +174,16 @@ class DyRegBlock(nn.Module):
             raise ValueError(f"motion_from must be one of {MOTION_FROM}, got {motion_from!r}")
         if isinstance(position_scale, bool) or not isinstance(position_scale, (int, float)) or not position_scale > 0:
             raise ValueError(f"position_scale must be a positive number, got {position_scale!r}")
+        for name, value in (("node_dim", node_dim), ("train_height", train_height), ("train_width", train_width)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int (or None: the block's own), got {value!r}")
         given = dict(size_plus_one=size_plus_one, normalize_kernels=normalize_kernels, clamp_centers=clamp_centers,
                      position_grad=position_grad, messages=messages, temporal_first=temporal_first)
         self.switches = dataclasses.replace(switches, **{k: v for k, v in given.items() if v is not None})
         self.variant = variant
         self.in_channels, self.height, self.width = in_channels, height, width
-        self.train_height, self.train_width = train_height or height, train_width or width
+        self.train_height = height if train_height is None else train_height
+        self.train_width = width if train_width is None else train_width
         self.full_res = (self.train_height, self.train_width) != (height, width)
         if self.full_res and variant == "semantic":
             raise ValueError("full-resolution evaluation (train_height/train_width) is defined for generated "
@@ -187,7 +191,7 @@ class DyRegBlock(nn.Module):
         if self.full_res and (self.train_height > height or self.train_width > width):
             raise ValueError(f"the training map ({self.train_height} x {self.train_width}) must not be larger "
                              f"than the map the block runs on ({height} x {width})")
-        self.node_dim = node_dim or in_channels
+        self.node_dim = in_channels if node_dim is None else node_dim
         self.num_nodes = num_nodes
         self.grid = grid or node_grid(num_nodes)
         self.normalize_kernels = self.switches.normalize_kernels

@@ -8,8 +8,8 @@ writes them, any image format PIL reads, sorted by name). The clip is prepared l
 single-clip evaluation: ``T`` frames at the centres of ``T`` equal segments, the shorter side
 scaled to 256, a centre crop of 224 (256 with ``--full-res``, the authors' ``--full_res``, which
 also runs the DyReg blocks at full resolution), ImageNet mean and std. It prints the top
-classes as JSON. ``--data ROOT`` (a whole Something-Something split) needs the dataset loader,
-which is not in this library yet.
+classes as JSON. A whole Something-Something split, with both of the paper's protocols, is
+``python -m dyreg_edu.train_ssv2 --root ROOT --evaluate CHECKPOINT`` (Chapter 9).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="the authors' .pth.tar (or one in their layout)")
     p.add_argument("--frames", type=Path, help="a folder with one video's frames")
-    p.add_argument("--data", type=Path, help="a Something-Something root (needs the dataset loader: not yet here)")
+    p.add_argument("--data", type=Path, help="not here: a whole split is python -m dyreg_edu.train_ssv2 --root ROOT --evaluate CHECKPOINT")
     p.add_argument("--num-frames", type=int, default=16, help="T (16 in the paper)")
     p.add_argument("--full-res", action="store_true", help="256 x 256 crops, DyReg at full resolution")
     p.add_argument("--labels", type=Path, help="category.txt: one class name a line, in index order")
@@ -97,17 +97,20 @@ def main(argv=None) -> int:
     p.add_argument("--trust", action="store_true", help="torch.load(weights_only=False): only for a file you trust")
     args = p.parse_args(argv)
     if args.data is not None:
-        p.exit(2, "evaluate_tsm: --data needs the Something-Something loader, which is not in dyreg_edu yet; "
-                  "pass one video's frames with --frames\n")
+        p.exit(2, "evaluate_tsm: evaluates one clip (--frames FOLDER); for a whole split run "
+                  f"python -m dyreg_edu.train_ssv2 --root {args.data} --evaluate {args.checkpoint}\n")
     if args.frames is None:
         p.error("give --frames FOLDER (one video's frames)")
     from .official import tsm_from_official
 
     size = 256 if args.full_res else 224
-    model = tsm_from_official(args.checkpoint, num_frames=args.num_frames, input_size=size, train_size=224,
-                              weights_only=not args.trust)
-    labels = args.labels.read_text().splitlines() if args.labels else None
-    clip = load_clip(args.frames, args.num_frames, size)
+    try:
+        model = tsm_from_official(args.checkpoint, num_frames=args.num_frames, input_size=size, train_size=224,
+                                  weights_only=not args.trust)
+        labels = args.labels.read_text().splitlines() if args.labels else None
+        clip = load_clip(args.frames, args.num_frames, size)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        p.exit(2, f"evaluate_tsm: error: {error}\n")
     result = {"checkpoint": str(args.checkpoint), "frames": str(args.frames), "crop": size,
               "graph_stages": list(model.graph_stages), "top": evaluate_clip(model, clip, labels, args.top)}
     print(json.dumps(result, indent=2))

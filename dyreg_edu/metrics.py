@@ -17,6 +17,8 @@ are in video pixels; their centre is divided by the video size. Both are then in
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 from torch import Tensor
@@ -63,6 +65,27 @@ def distance_sums(centers: Tensor, objects: Tensor) -> tuple[Tensor, Tensor, int
     return dist.min(2).values.sum(), dist.min(1).values.sum(), dist.shape[0] * dist.shape[1], dist.shape[0] * dist.shape[2]
 
 
+def object_centric_sums(centers: Tensor, boxes: Tensor, crop: int) -> tuple[Tensor, Tensor, int, int]:
+    """:func:`distance_sums` with a varying number of boxes per frame (Something-Else's, Chapter 9).
+
+    ``centers [B, T, N, 2]`` normalised region centres (:func:`region_centers`),
+    ``boxes [B, T, D, 4]`` in the ``crop x crop`` input's pixels, NaN rows for no box. Frames
+    without any box add nothing. With no NaN this is exactly ``distance_sums(centers,
+    box_centers(boxes, crop))``.
+    """
+    valid = ~boxes.isnan().any(-1)  # [B, T, D]
+    if valid.all():
+        return distance_sums(centers, box_centers(boxes, crop))
+    objects = box_centers(boxes.nan_to_num(0.0), crop)
+    frames = rearrange(centers, "b t n xy -> (b t) n xy").float(), rearrange(objects, "b t d xy -> (b t) d xy").float()
+    mask = rearrange(valid, "b t d -> (b t) d")
+    dist = torch.cdist(*frames).masked_fill(~mask[:, None, :], math.inf)  # [(B T), N, D]
+    has_box = mask.any(-1)
+    nearest_object = dist.min(2).values[has_box]  # [frames with boxes, N]
+    nearest_node = dist.min(1).values[mask]  # [valid boxes]
+    return nearest_object.sum(), nearest_node.sum(), nearest_object.numel(), nearest_node.numel()
+
+
 def harmonic_mean(a: float, b: float) -> float:
     return 2 * a * b / (a + b) if a + b > 0 else 0.0
 
@@ -84,7 +107,7 @@ def region_statistics(regions: Tensor, map_height: int, map_width: int) -> dict[
 
     - ``spread``: the standard deviation of the node centres over the ``N`` nodes, per axis,
       as a fraction of the map side (0: all nodes on one point; about 0.29 for centres
-      spread evenly over the map);
+      spread evenly over the map; 0 for a single node);
     - ``size``: the mean half-extent ``(sx + sy) / 2`` as a fraction of the map side
       (the initial size ``H/6 + 2`` is 0.29 of a 16-pixel map; above 1 a region's tent
       covers the whole map almost flatly: the node has become a global average);
@@ -94,7 +117,8 @@ def region_statistics(regions: Tensor, map_height: int, map_width: int) -> dict[
         raise ValueError(f"regions must be [B, T, N, 4], got {tuple(regions.shape)}")
     side = regions.new_tensor([map_width, map_height]).float()
     frames = rearrange(regions.float(), "b t n p -> (b t) n p")
-    spread = (frames[..., :2].std(dim=1) / side).mean(-1)  # [(B T)]
+    centres = frames[..., :2]
+    spread = (centres.std(dim=1) / side).mean(-1) if centres.shape[1] > 1 else centres.new_zeros(len(frames))  # [(B T)]
     size = (frames[..., 2:] / side).mean(dim=(1, 2))
     return {"spread": spread.sum(), "size": size.sum(), "frames": frames.shape[0]}
 
@@ -108,16 +132,14 @@ def motion_blind_ceiling(train_digits: Tensor, train_labels: Tensor, val_digits:
     but ignores motion cannot beat this (up to sampling error); a plain per-frame ResNet
     is such a model, so this is the bar that a graph must clear by using motion.
     """
-    def keys(digits: Tensor) -> Tensor:
-        ordered = digits.sort(-1).values.long()
-        return (ordered * (10 ** torch.arange(digits.shape[-1] - 1, -1, -1, device=digits.device))).sum(-1)
-
     num_classes = int(max(train_labels.max(), val_labels.max())) + 1
-    train_keys, val_keys = keys(train_digits), keys(val_digits)
-    table = torch.zeros(10 ** train_digits.shape[-1], num_classes, dtype=torch.int64)
-    table.index_put_((train_keys.cpu(), train_labels.long().cpu()), torch.ones_like(train_keys.cpu()), accumulate=True)
-    best = table.argmax(-1)
-    return 100.0 * (best[val_keys.cpu()] == val_labels.cpu()).float().mean().item()
+    train_sets, val_sets = (digits.sort(-1).values.long().cpu() for digits in (train_digits, val_digits))
+    _, ids = torch.unique(torch.cat([train_sets, val_sets]), dim=0, return_inverse=True)  # one id per multiset
+    train_ids, val_ids = ids[:len(train_sets)], ids[len(train_sets):]
+    table = torch.zeros(int(ids.max()) + 1, num_classes, dtype=torch.int64)  # [multisets, classes] counts
+    table.index_put_((train_ids, train_labels.long().cpu()), torch.ones_like(train_ids), accumulate=True)
+    best = table.argmax(-1)  # ties, and multisets never seen in training, go to the first class
+    return 100.0 * (best[val_ids] == val_labels.cpu()).float().mean().item()
 
 
 def step_separation(steps: Tensor, sync: Tensor) -> float:

@@ -461,13 +461,18 @@ def count_macs(model: nn.Module, video: Tensor) -> int:
     Table 12 calls these FLOPs.
 
     Put the model and the video on the ``meta`` device (``model.to("meta")``) to count
-    without computing anything: 65.4 G for TSM-R50 at 16 x 224 x 224 that way.
+    without computing anything: 65.4 G for TSM-R50 at 16 x 224 x 224 that way. The pass runs in
+    eval mode (BatchNorm statistics and dropout untouched); the model's mode is restored after.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(video)
+    counter, training = FlopCounterMode(display=False), model.training
+    try:
+        model.eval()
+        with torch.no_grad(), counter:
+            model(video)
+    finally:
+        model.train(training)
     return counter.get_total_flops() // 2
 
 

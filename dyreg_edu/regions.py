@@ -41,15 +41,16 @@ ARTANH_CLAMP = 1e-7
 def function_f_strides(size: int) -> tuple[int, int, int, int]:
     """Strides and paddings ``(s0, s1, p0, p1)`` of f for a map of side ``size``.
 
-    The authors pick them from the map size so that :math:`M_t` is 5-7 pixels wide:
+    The authors pick them from the map size so that :math:`M_t` stays small (7 x 7 for the
+    16 x 16 map of MultiSyncMNIST, 6 x 6 for TSM's 28 and 14, 5 x 5 for its 7):
 
-    ====== == == == == ============
-    size   s0 s1 p0 p1 H' (output)
-    ====== == == == == ============
-    <= 10  1  1  0  1  size - 2
-    11-20  2  1  0  1  6 or 7
-    21-50  2  2  0  0  6 or 7
-    ====== == == == == ============
+    ====== == == == == =================================== =======
+    size   s0 s1 p0 p1 H' (output)                         range
+    ====== == == == == =================================== =======
+    <= 10  1  1  0  1  size - 2                            1-8
+    11-20  2  1  0  1  (size - 3) // 2 + 1                 5-9
+    21-50  2  2  0  0  ((size - 3) // 2 - 2) // 2 + 1      4-11
+    ====== == == == == =================================== =======
     """
     if size < 3:
         raise ValueError(f"function f needs a map of at least 3 x 3 pixels, got {size}")

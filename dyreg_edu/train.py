@@ -25,7 +25,9 @@ the learning rate scaled linearly from the paper's batch of 10 videos to ours
 (:func:`linear_scaled_lr`: 0.0128 at the paper scale's 128; at that batch the H100 benchmark
 ``results/benchmarks/train_throughput_cuda.json`` trains DyReg at about 2,500 videos a second,
 where the run at 64 logged 900-1,500); ``fast`` is AdamW with a short
-warm-up and a cosine decay. Each scale has its default (:data:`DEFAULT_RECIPES`): ``fast`` at
+warm-up and a cosine decay. ``paper`` does not clip the gradient (the authors' code parses a
+``--gd`` but never applies it); ``paper_scaled`` and ``fast`` clip its norm at 5 (``grad_clip``,
+ours: a safeguard for steps 12.8 times the paper's; the archived attempts below clipped too). Each scale has its default (:data:`DEFAULT_RECIPES`): ``fast`` at
 mini scale (the chapters show why) and ``paper_scaled`` at paper scale, after two GPU attempts:
 
 - ``fast`` (``results/multisync/attempts/dyreg_fast_recipe.json``) let the regions collapse:
@@ -80,6 +82,8 @@ import math
 import shlex
 import sys
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,8 +204,8 @@ PAPER_LR, PAPER_BATCH = 1e-3, 10
 #: faster one. (The default of each scale is in :data:`DEFAULT_RECIPES`.)
 PAPER_SGD = dict(optimizer="sgd", lr=PAPER_LR, momentum=0.9, weight_decay=5e-4, schedule="constant", warmup_steps=0)
 RECIPES = {
-    "paper": PAPER_SGD,
-    "paper_scaled": PAPER_SGD,  # with lr = linear_scaled_lr(batch_size), set in config()
+    "paper": {**PAPER_SGD, "grad_clip": 0.0},  # no clipping: the authors' code never clips (dyreg_spec.md 5.1)
+    "paper_scaled": PAPER_SGD,  # with lr = linear_scaled_lr(batch_size), set in config(); clipped at 5, ours
     "fast": dict(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100),
 }
 
@@ -244,6 +248,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("variant", cfg.variant in MODEL_VARIANTS, f"one of {MODEL_VARIANTS}"),
         ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "a positive int"),
         ("epochs", cfg.epochs > 0, "positive"),
+        ("digit_steps", isinstance(cfg.digit_steps, int) and cfg.digit_steps >= 1, "a positive int of pretraining steps"),
         ("lr", cfg.lr > 0, "positive"),
         ("optimizer", cfg.optimizer in ("sgd", "adamw"), "'sgd' or 'adamw'"),
         ("schedule", cfg.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
@@ -492,6 +497,8 @@ def pretrain_digits(cfg: TrainConfig, *, steps: int = 1500, batch_size: int = 16
     ``(state_dict of the parts, report)``; the report has, on validation videos, the
     per-cell accuracy on digit cells and the mean error of the offsets in pixels.
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int of pretraining steps, got {steps!r}")
     torch.manual_seed(cfg.seed)
     model = build_model(dataclasses.replace(cfg, variant="resnet18"))
     channels = cfg.widths[1]
@@ -564,7 +571,13 @@ def design_summary(cfg: TrainConfig) -> str:
 
 
 def _data_tag(cfg: TrainConfig) -> str:
-    return ("" if cfg.digit_size is None else f"_px{cfg.digit_size}") + ("" if cfg.max_step is None else f"_step{cfg.max_step:g}")
+    """What in ``cfg``'s data differs from its scale's: ``"_px<digit_size>"``, ``"_step<max_step>"``, and
+    (rarely) ``"_d<num_digits>"``, ``"_t<num_frames>"``, ``"_seed<data_seed>"``, so that no two data share
+    a cached backbone or plain model."""
+    scale = SCALES[cfg.scale]
+    parts = [("_px", cfg.digit_size, None), ("_step", cfg.max_step, None), ("_d", cfg.num_digits, scale["num_digits"]),
+             ("_t", cfg.num_frames, scale["num_frames"]), ("_seed", cfg.data_seed, TrainConfig.data_seed)]
+    return "".join(f"{prefix}{value:g}" for prefix, value, default in parts if value != default)
 
 
 def digit_backbone_path(cfg: TrainConfig) -> Path:
@@ -596,14 +609,18 @@ def resnet_head_path(cfg: TrainConfig) -> Path:
 
 
 def load_resnet_head(cfg: TrainConfig, model: SyncMNISTModel) -> dict:
-    """Start a graph variant from the trained plain model: copy its ``layer3`` and classifier
-    (and check that its backbone is this one). The graph block is the identity at
-    initialisation, so the variant starts exactly where the plain model ended and its
-    training goes to what the graph adds. Returns the plain model's result fields."""
+    """Start a graph variant from the trained plain model: copy its ``layer3`` and classifier,
+    and its backbone parts too (after checking that they were trained as this model's: the
+    same digit backbone, here as the checkpoint's fp16 copy, so that every variant starts from
+    exactly the plain model's weights). The graph block is the identity at initialisation, so
+    the variant starts where the plain model ended and its training goes to what the graph
+    adds. Returns the plain model's result fields."""
     path = resnet_head_path(cfg)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: head_init='resnet18' needs the trained plain model first "
-                                f"(python -m dyreg_edu.ablations --scale {cfg.scale} trains it before the graph variants)")
+        raise FileNotFoundError(f"{path} is missing: head_init='resnet18' needs the trained plain model first, of this "
+                                f"design (python -m dyreg_edu.ablations --scale {cfg.scale} trains it before the graph "
+                                f"variants; for other data, train --variant resnet18 with the same settings and "
+                                f"dyreg_edu.train.export_checkpoint(run_dir, '{path.name}'))")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     plain = TrainConfig.from_dict(saved["config"])
     if _backbone_config(plain) != _backbone_config(cfg) or plain.backbone != cfg.backbone:
@@ -1089,16 +1106,29 @@ def block_switches(pairs: list[str]) -> dict:
     (or else the word itself)."""
     set_by_the_model = {"in_channels", "height", "width", "variant", "num_nodes", "node_dim", "region_dim", "switches"}
     known = set(inspect.signature(DyRegBlock).parameters) - set_by_the_model
+    hints = typing.get_type_hints(DyRegBlock.__init__)
     switches = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or key not in known:
             raise ValueError(f"--block wants KEY=VALUE with KEY one of {sorted(known)}, got {pair!r}")
         try:
-            switches[key] = ast.literal_eval(text)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            switches[key] = text
+            value = text
+        expected = _accepted_types(hints[key])
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in expected)
+            raise ValueError(f"--block {key} wants {names}, got {text!r}" + (" (True or False)" if bool in expected else ""))
+        switches[key] = value
     return switches
+
+
+def _accepted_types(hint) -> tuple[type, ...]:
+    """The Python types a keyword's annotation accepts: ``float | None`` -> ``(float, int, NoneType)``."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    kinds = tuple(typing.get_origin(kind) or kind for kind in kinds)  # tuple[int, int] -> tuple
+    return kinds + ((int,) if float in kinds else ())
 
 
 def main(argv=None) -> int:

@@ -105,7 +105,9 @@ class Switches:
         normalize_kernels: each kernel sums to one (code) or raw tents (Eq. 7).
         clamp_centers: centres clamped to ``[0, L-1]`` (code) or the tanh alone (Eq. 13).
         position_grad: the regions also learn through the positional embedding (release
-            code; the paper's wording implies it too); ``False`` is the pre-release code.
+            code; the paper's wording implies it too); ``False`` detaches the kernel before the
+            embedding, one mode of the pre-release code (whose scripts' default also froze the
+            embedding's weights, which no switch here reproduces).
         messages: ``"sum"``, MLP(v_i + v_j) (code), or ``"concat"``, MLP([v_j; v_i]) (Eq. 8).
         temporal_first: the node GRU before the spatial messages (code) or after (Eq. 9).
     """

@@ -190,6 +190,8 @@ def test_clamp_and_position_gradient_switches():
         (lambda: synthetic_block(position_scale=0.0), "position_scale must be a positive number, got 0.0"),
         (lambda: synthetic_block(position_scale="10"), "position_scale must be a positive number, got '10'"),
         (lambda: synthetic_block(motion_from="box"), r"motion_from must be one of \('kernel', 'centre'\), got 'box'"),
+        (lambda: DyRegBlock(128, 16, 16, node_dim=0), r"node_dim must be a positive int \(or None: the block's own\), got 0"),
+        (lambda: synthetic_block(train_height=0), "train_height must be a positive int"),
     ],
 )
 def test_bad_construction_is_named(build, message):

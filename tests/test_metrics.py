@@ -50,6 +50,14 @@ def test_motion_blind_ceiling():
     assert motion_blind_ceiling(train_digits, train_labels, val_digits, val_labels) == 50.0
 
 
+def test_motion_blind_ceiling_with_many_digits():
+    """Nine digits (Table 7's largest count) fit: the rule is kept per multiset seen, not in a 10**D table."""
+    train_digits = torch.tensor([[1] * 9, [2] * 9, [1] * 9])
+    train_labels = torch.tensor([3, 4, 3])
+    val_digits = torch.tensor([[1] * 9, [2] * 9, [5] * 9])  # the last multiset was never seen: first class
+    assert motion_blind_ceiling(train_digits, train_labels, val_digits, torch.tensor([3, 4, 0])) == 100.0
+
+
 def test_region_statistics_on_hand_made_regions():
     from dyreg_edu.metrics import region_statistics
 
@@ -62,6 +70,8 @@ def test_region_statistics_on_hand_made_regions():
     assert stats["size"].item() == pytest.approx(0.5)  # (4 + 12) / 2 / 16
     with pytest.raises(ValueError, match=r"\[B, T, N, 4\]"):
         region_statistics(regions[0], 16, 16)
+    single = region_statistics(regions[:, :, :1], 16, 16)  # one node: no spread (not NaN)
+    assert single["spread"].item() == 0.0 and single["size"].item() == pytest.approx(0.25)
 
 
 def test_step_separation_on_hand_made_steps():

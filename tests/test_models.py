@@ -78,6 +78,15 @@ def test_bad_model_arguments_are_named(build, message):
         build()
 
 
+def test_count_macs_leaves_the_model_as_it_was():
+    """Counting runs in eval mode: BatchNorm statistics untouched, the training mode restored."""
+    torch.manual_seed(0)
+    model = syncmnist_model("resnet18", input_size=32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert count_macs(model, torch.rand(1, 3, 1, 32, 32)) > 0
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_bad_video_shape_is_named():
     with pytest.raises(ValueError, match=r"\[B, T, 1, 128, 128\].*\(2, 1, 128, 128\)"):
         syncmnist_model("resnet18")(torch.rand(2, 1, 128, 128))

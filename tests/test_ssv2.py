@@ -12,6 +12,7 @@ pytest.importorskip("av")
 
 from data_gen import ssv2  # noqa: E402
 from data_gen.ssv2 import SomethingSomethingV2, VideoError, denormalize, frame_index_of  # noqa: E402
+from dyreg_edu import metrics  # noqa: E402
 from dyreg_edu.metrics import box_centers, distance_sums  # noqa: E402
 
 T = 8
@@ -196,7 +197,7 @@ def test_object_centric_sums_match_the_multisync_metric():
     centers = torch.rand(2, 3, 4, 2, generator=g)
     corners = torch.rand(2, 3, 5, 2, generator=g) * 100
     boxes = torch.cat([corners, corners + 10], -1)
-    ours = ssv2.object_centric_sums(centers, boxes, 112)
+    ours = metrics.object_centric_sums(centers, boxes, 112)
     theirs = distance_sums(centers, box_centers(boxes, 112))
     assert all(torch.isclose(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(ours, theirs))
 
@@ -205,13 +206,13 @@ def test_object_centric_sums_on_hand_made_boxes():
     # one frame: nodes at (0.25, 0.5) and (0.75, 0.5); one box centred at (0.25, 0.25); a padded row
     centers = torch.tensor([[[[0.25, 0.5], [0.75, 0.5]]]])
     boxes = torch.tensor([[[[20.0, 20.0, 30.0, 30.0], [float("nan")] * 4]]])  # crop 100: centre (0.25, 0.25)
-    sum_p, sum_r, n_p, n_r = ssv2.object_centric_sums(centers, boxes, 100)
+    sum_p, sum_r, n_p, n_r = metrics.object_centric_sums(centers, boxes, 100)
     assert (n_p, n_r) == (2, 1)
     assert sum_p.item() == pytest.approx(0.25 + (0.5**2 + 0.25**2) ** 0.5)
     assert sum_r.item() == pytest.approx(0.25)
     # a frame with no box at all adds nothing
     empty = torch.full((1, 1, 1, 4), float("nan"))
-    both = ssv2.object_centric_sums(torch.cat([centers, centers], 1),
+    both = metrics.object_centric_sums(torch.cat([centers, centers], 1),
                                     torch.cat([boxes, torch.cat([empty, empty], 2)], 1), 100)
     assert both[2:] == (2, 1) and both[0].item() == pytest.approx(sum_p.item())
 

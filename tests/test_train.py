@@ -108,6 +108,9 @@ def test_learning_rate_schedule():
         (["--variant", "fixed", "--box-loss", "1"], "box_loss must be 0, or a positive weight for a variant that makes"),
         (["--variant", "dyreg", "--num-nodes", "2", "--box-loss", "1"], "with num_nodes >= num_digits (2 nodes, 3 digits)"),
         (["--variant", "dyreg", "--box-loss-steps", "100"], "box_loss_steps must be 0 (every step), or a positive int of steps with box_loss > 0"),
+        (["--variant", "dyreg", "--block", "normalize_kernels=false"], "--block normalize_kernels wants bool or None, got 'false' (True or False)"),
+        (["--variant", "pos_only", "--block", "fixed_size=abc"], "--block fixed_size wants float or None or int, got 'abc'"),
+        (["--variant", "dyreg", "--digit-steps", "0"], "digit_steps must be a positive int of pretraining steps, got 0"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -121,6 +124,18 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
 def test_block_switches_read_literals_and_words():
     assert train.block_switches(["node_motion=True", "motion_from=centre", "position_scale=25", "grid=(3, 3)"]) == {
         "node_motion": True, "motion_from": "centre", "position_scale": 25, "grid": (3, 3)}
+
+
+def test_other_data_get_their_own_cached_backbone_and_plain_model():
+    """num_digits, num_frames and data_seed are part of the data: a backbone cached for the
+    committed design is never reused (or overwritten) for another."""
+    committed = config("dyreg", "mini")
+    names = {train.digit_backbone_path(committed).name, train.resnet_head_path(committed).name}
+    assert names == {"multisync_mini_digits.pt", "multisync_mini_resnet18.pt"}
+    for other in (dict(num_digits=4), dict(num_frames=6), dict(data_seed=1)):
+        cfg = config("dyreg", "mini", **other)
+        assert not names & {train.digit_backbone_path(cfg).name, train.resnet_head_path(cfg).name}, other
+    assert train.digit_backbone_path(config("dyreg", "mini", num_digits=4)).name == "multisync_mini_d4_digits.pt"
 
 
 def test_cli_trains_and_resumes(tmp_path, monkeypatch, capsys):
@@ -240,7 +255,7 @@ def test_paper_scale_is_the_papers_model_and_data():
     assert count_parameters(model) == 3_080_992  # Table 6
     assert model.dropout.p == 0.5 and model.dropout_on == "map" and model.classifier.weight.std() < 0.002
     paper = config("dyreg", "paper", recipe="paper")
-    assert (paper.optimizer, paper.lr, paper.momentum) == ("sgd", 1e-3, 0.9)
+    assert (paper.optimizer, paper.lr, paper.momentum, paper.grad_clip) == ("sgd", 1e-3, 0.9, 0.0)  # no clipping
 
 
 def test_paper_scaled_recipe_scales_the_papers_lr_with_the_batch():

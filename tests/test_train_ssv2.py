@@ -76,6 +76,15 @@ def test_accumulation_and_bad_settings(root, tmp_path):
         train(tiny(root, accumulate=3), tmp_path / "b", max_steps=1, progress=False)
     with pytest.raises(ValueError, match="graph_stages"):
         train(tiny(root, graph_stages=("res6",)), tmp_path / "c", max_steps=1, progress=False)
+    for accumulate in (0, -1):
+        with pytest.raises(ValueError, match=f"accumulate must be a positive number of micro-batches, got {accumulate}"):
+            train(tiny(root, accumulate=accumulate), tmp_path / "d", max_steps=1, progress=False)
+
+
+def test_the_papers_recipe_does_not_clip():
+    """The authors' script passes --gd 20, but their code never applies it (dyreg_spec.md 5.1)."""
+    from dyreg_edu.train_ssv2 import PAPER_RECIPE, SSv2Config
+    assert PAPER_RECIPE["grad_clip"] == 0.0 and SSv2Config(root="x").grad_clip == 0.0
 
 
 def test_cli_errors_name_the_setting(root, tmp_path):
