@@ -25,9 +25,9 @@ the learning rate scaled linearly from the paper's batch of 10 videos to ours
 (:func:`linear_scaled_lr`: 0.0128 at the paper scale's 128; at that batch the H100 benchmark
 ``results/benchmarks/train_throughput_cuda.json`` trains DyReg at about 2,500 videos a second,
 where the run at 64 logged 900-1,500); ``fast`` is AdamW with a short
-warm-up and a cosine decay. ``paper`` does not clip the gradient (the authors' code parses a
-``--gd`` but never applies it); ``paper_scaled`` and ``fast`` clip its norm at 5 (``grad_clip``,
-ours: a safeguard for steps 12.8 times the paper's; the archived attempts below clipped too). Each scale has its default (:data:`DEFAULT_RECIPES`): ``fast`` at
+warm-up and a cosine decay. Every recipe clips the gradient's norm at 5 (``grad_clip``,
+ours: the authors' code parses a ``--gd`` but never applies it; ``--grad-clip 0`` trains without,
+as they did; every committed run clipped). Each scale has its default (:data:`DEFAULT_RECIPES`): ``fast`` at
 mini scale (the chapters show why) and ``paper_scaled`` at paper scale, after two GPU attempts:
 
 - ``fast`` (``results/multisync/attempts/dyreg_fast_recipe.json``) let the regions collapse:
@@ -204,8 +204,8 @@ PAPER_LR, PAPER_BATCH = 1e-3, 10
 #: faster one. (The default of each scale is in :data:`DEFAULT_RECIPES`.)
 PAPER_SGD = dict(optimizer="sgd", lr=PAPER_LR, momentum=0.9, weight_decay=5e-4, schedule="constant", warmup_steps=0)
 RECIPES = {
-    "paper": {**PAPER_SGD, "grad_clip": 0.0},  # no clipping: the authors' code never clips (dyreg_spec.md 5.1)
-    "paper_scaled": PAPER_SGD,  # with lr = linear_scaled_lr(batch_size), set in config(); clipped at 5, ours
+    "paper": PAPER_SGD,
+    "paper_scaled": PAPER_SGD,  # with lr = linear_scaled_lr(batch_size), set in config()
     "fast": dict(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100),
 }
 
@@ -250,6 +250,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("epochs", cfg.epochs > 0, "positive"),
         ("digit_steps", isinstance(cfg.digit_steps, int) and cfg.digit_steps >= 1, "a positive int of pretraining steps"),
         ("lr", cfg.lr > 0, "positive"),
+        ("grad_clip", cfg.grad_clip >= 0, "0 (no clipping) or a positive gradient norm"),
         ("optimizer", cfg.optimizer in ("sgd", "adamw"), "'sgd' or 'adamw'"),
         ("schedule", cfg.schedule in ("constant", "cosine"), "'constant' or 'cosine'"),
         ("backbone", cfg.backbone in ("digits", "scratch"), "'digits' or 'scratch'"),
@@ -1069,6 +1070,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train-videos", type=int, help="videos in one training epoch")
     p.add_argument("--val-videos", type=int, help="size of the fixed validation slice")
     p.add_argument("--lr", type=float)
+    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (default 5, ours; 0: none, as the authors' code)")
     p.add_argument("--num-nodes", type=int)
     p.add_argument("--num-digits", type=int)
     p.add_argument("--fixed-size", type=float, help="constant region half-size of the fixed-size variants (Table 11)")
@@ -1136,7 +1138,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     names = ("batch_size", "epochs", "train_videos", "val_videos", "lr", "num_nodes", "num_digits", "eval_every",
              "digit_steps", "digit_size", "max_step", "head_init", "regions_init", "box_loss", "box_loss_steps",
-             "oracle_jitter")
+             "oracle_jitter", "grad_clip")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.temporal_shift:
         overrides["temporal_shift"] = True

@@ -111,6 +111,7 @@ def test_learning_rate_schedule():
         (["--variant", "dyreg", "--block", "normalize_kernels=false"], "--block normalize_kernels wants bool or None, got 'false' (True or False)"),
         (["--variant", "pos_only", "--block", "fixed_size=abc"], "--block fixed_size wants float or None or int, got 'abc'"),
         (["--variant", "dyreg", "--digit-steps", "0"], "digit_steps must be a positive int of pretraining steps, got 0"),
+        (["--variant", "dyreg", "--grad-clip", "-1"], "grad_clip must be 0 (no clipping) or a positive gradient norm, got -1.0"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -255,7 +256,7 @@ def test_paper_scale_is_the_papers_model_and_data():
     assert count_parameters(model) == 3_080_992  # Table 6
     assert model.dropout.p == 0.5 and model.dropout_on == "map" and model.classifier.weight.std() < 0.002
     paper = config("dyreg", "paper", recipe="paper")
-    assert (paper.optimizer, paper.lr, paper.momentum, paper.grad_clip) == ("sgd", 1e-3, 0.9, 0.0)  # no clipping
+    assert (paper.optimizer, paper.lr, paper.momentum) == ("sgd", 1e-3, 0.9)
 
 
 def test_paper_scaled_recipe_scales_the_papers_lr_with_the_batch():
