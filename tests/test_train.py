@@ -387,6 +387,17 @@ def test_show_table_displays_a_table_from_the_result_files_or_says_there_is_none
     assert shown[0].startswith("**Table 9") and "| DyReg-GNN | 95.09 | 61.50 |" in shown[0]
 
 
+def test_table_7_sits_beside_the_papers_column_for_its_own_digits(tmp_path, monkeypatch):
+    """The mini scale has three digits, so its Table 7 is set beside the paper's D = 3 column,
+    the paper scale (five digits) beside the D = 5 one."""
+    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path / scale)
+    for scale, digits, nodes5 in (("mini", 3, 98.2), ("paper", 5, 89.6)):
+        path = ablations.write_table("7", scale)
+        rows = json.loads(path.with_suffix(".json").read_text())["rows"]
+        assert [row["paper"] for row in rows if row["name"] == "dyreg_nodes5"] == [nodes5]
+        assert f"the paper's column for {digits} digits" in path.read_text().splitlines()[0]
+
+
 def test_a_tables_standard_error_follows_its_validation_size():
     assert round(ablations.standard_error(2_000), 2) == 1.12
     assert ablations.standard_error(10_000) == pytest.approx(0.5)
