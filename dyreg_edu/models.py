@@ -41,6 +41,8 @@ def _check_video(video: Tensor, channels: int, size: int | None = None) -> None:
     if video.dim() != 5 or video.shape[2] != channels or (size is not None and video.shape[-2:] != (size, size)):
         expected = f"[B, T, {channels}, {size or 'H'}, {size or 'W'}]"
         raise ValueError(f"video must be {expected}, got {tuple(video.shape)}")
+    if not video.is_floating_point():
+        raise ValueError(f"video must be a floating-point tensor (e.g. uint8 frames / 255), got {video.dtype}")
 
 
 #: The paper's MultiSyncMNIST backbone (the authors' ``resnet13``): ResNet-18's stem and first three stages.

@@ -78,6 +78,12 @@ def test_bad_model_arguments_are_named(build, message):
         build()
 
 
+def test_a_uint8_video_is_named():
+    model = syncmnist_model("resnet18", input_size=32)
+    with pytest.raises(ValueError, match="video must be a floating-point tensor .* got torch.uint8"):
+        model(torch.zeros(1, 2, 1, 32, 32, dtype=torch.uint8))
+
+
 def test_count_macs_leaves_the_model_as_it_was():
     """Counting runs in eval mode: BatchNorm statistics untouched, the training mode restored."""
     torch.manual_seed(0)
