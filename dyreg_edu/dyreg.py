@@ -61,6 +61,7 @@ from .baselines import FixedGridKernels, SemanticKernels
 from .graph import SpatioTemporalGraph
 from .kernels import AUTHORS_KERNEL_EPS, kernel_centres, pool_nodes, region_kernels, remap_nodes
 from .layers import map_norm
+from .official_block import block_from_official
 from .regions import SIZE_CELLS, RegionGenerator, center_anchors, grid_anchors, node_grid, regions_from_offsets
 from .variants import AUTHORS_CODE, BLOCK_VARIANTS, GENERATED_VARIANTS, VARIANTS, Switches, properties
 
@@ -376,8 +377,6 @@ class DyRegBlock(nn.Module):
     def from_official(cls, state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> "DyRegBlock":
         """A block whose forward pass equals the authors' ``DynamicGraphWrapper`` with these weights.
 
-        See :func:`dyreg_edu.official.block_from_official` for the accepted ``config`` keys.
+        See :func:`dyreg_edu.official_block.block_from_official` for the accepted ``config`` keys.
         """
-        from .official import block_from_official
-
         return block_from_official(cls, state_dict, config)
