@@ -49,6 +49,7 @@ and the positional embedding reads each kernel average-pooled to ``iH x iW``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -374,9 +375,13 @@ class DyRegBlock(nn.Module):
         return out, {**aux, "kernels": kernels, "nodes_in": nodes, "nodes_out": updated, "attention": attention}
 
     @classmethod
-    def from_official(cls, state_dict: Mapping[str, Tensor], config: Mapping[str, Any]) -> "DyRegBlock":
+    def from_official(cls, state_dict: Mapping[str, Tensor] | str | os.PathLike,
+                      config: Mapping[str, Any] | None = None) -> "DyRegBlock":
         """A block whose forward pass equals the authors' ``DynamicGraphWrapper`` with these weights.
 
-        See :func:`dyreg_edu.official_block.block_from_official` for the accepted ``config`` keys.
+        ``state_dict``: one block's parameters under the authors' names, or a path to a torch file
+        holding them or a golden fixture (``{'state_dict', 'config', ...}``; ``config`` may then be
+        left out). A file of another kind raises one ``ValueError`` that names it. See
+        :func:`dyreg_edu.official_block.block_from_official` for the accepted ``config`` keys.
         """
         return block_from_official(cls, state_dict, config)

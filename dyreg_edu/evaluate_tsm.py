@@ -101,12 +101,15 @@ def main(argv=None) -> int:
                   f"python -m dyreg_edu.train_ssv2 --root {args.data} --evaluate {args.checkpoint}\n")
     if args.frames is None:
         p.error("give --frames FOLDER (one video's frames)")
-    from .official import tsm_from_official
+    from .official import load_checkpoint_file, tsm_from_official
 
+    try:  # a file that is not the authors' checkpoint: one line naming it (dyreg_edu.files)
+        state = load_checkpoint_file(args.checkpoint, weights_only=not args.trust)
+    except (FileNotFoundError, ValueError) as error:
+        p.exit(2, f"evaluate_tsm: error: --checkpoint {error}\n")
     size = 256 if args.full_res else 224
     try:
-        model = tsm_from_official(args.checkpoint, num_frames=args.num_frames, input_size=size, train_size=224,
-                                  weights_only=not args.trust)
+        model = tsm_from_official(state, num_frames=args.num_frames, input_size=size, train_size=224)
         labels = args.labels.read_text().splitlines() if args.labels else None
         clip = load_clip(args.frames, args.num_frames, size)
     except (FileNotFoundError, ValueError, KeyError) as error:

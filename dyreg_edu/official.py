@@ -18,16 +18,14 @@ and reorders, and :func:`block_from_official` builds the block.
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from .dyreg import DyRegBlock
+from .files import check_keys, describe, load_torch_file, not_expected
 from .models import TSM_STAGES, tsm_resnet
 from .official_block import (  # noqa: F401  (re-exported: the block-level names of this module)
     IGNORED,
@@ -52,29 +50,25 @@ _PRE_RELEASE = [  # pre-release names -> release names (their test_models.py ren
 ]
 
 
+#: What :func:`tsm_from_official` reads (for its errors).
+EXPECTED_CHECKPOINT = ("the authors' TSM-ResNet-50 checkpoint dict ({'epoch', 'arch', 'state_dict', 'optimizer', "
+                       "'best_prec1'}) or its state dict of tensors ('base_model.*', 'new_fc.*')")
+
+
 def load_checkpoint_file(checkpoint, *, weights_only: bool = True) -> dict[str, Tensor]:
     """The state dict inside the authors' checkpoint: a path to their ``.pth.tar`` (a dict with
-    ``'state_dict'``), such a dict, or a plain state dict. Clear errors for unreadable files."""
+    ``'state_dict'``), such a dict, or a plain state dict. Anything else, or a file that is not
+    one, raises one ``ValueError`` naming it (:mod:`dyreg_edu.files`)."""
+    source = "the given checkpoint"
     if isinstance(checkpoint, (str, os.PathLike)):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        is_zip = zipfile.is_zipfile(path)  # torch.save writes a zip archive (since torch 1.6)
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            if is_zip and weights_only and "weights_only" in str(error):
-                raise ValueError(f"{path} holds Python objects besides tensors; if you trust the file, pass "
-                                 f"weights_only=False ({first})") from error
-            raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or another format?): "
-                             f"{first}") from error
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"expected the authors' checkpoint dict, got {type(checkpoint).__name__}")
+        source = checkpoint
+        checkpoint = load_torch_file(checkpoint, expected=EXPECTED_CHECKPOINT, weights_only=weights_only)
+    checkpoint = check_keys(checkpoint, source=source, expected=EXPECTED_CHECKPOINT)
     state = checkpoint.get("state_dict", checkpoint)
     if not isinstance(state, Mapping) or not state or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"no state dict of tensors in this checkpoint (its keys: {list(checkpoint)[:6]}); "
-                         "expected the authors' {'epoch', 'arch', 'state_dict', 'optimizer', 'best_prec1'}")
+        raise not_expected(source, EXPECTED_CHECKPOINT, f"no state dict of tensors in {describe(checkpoint)}")
+    if not any(key.endswith("new_fc.weight") for key in state):
+        raise not_expected(source, EXPECTED_CHECKPOINT, f"a state dict without 'new_fc.weight': {describe(state)}")
     return dict(state)
 
 

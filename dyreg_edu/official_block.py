@@ -14,11 +14,14 @@ is a conv whose kernel covers the map, ours the equal ``Linear`` (the conv weigh
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .files import describe, load_torch_file, not_expected
 
 #: Authors' offset order (size_h, size_w, centre_y, centre_x) -> ours (dx, dy, dw, dh).
 OFFSET_ORDER = [3, 2, 1, 0]
@@ -157,8 +160,53 @@ def block_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def block_from_official(cls, state_dict: Mapping[str, Tensor], config: Mapping[str, Any]):
-    """Build ``cls(**block_kwargs(config))`` and load the converted ``state_dict`` strictly."""
+#: What a file given to :func:`block_from_official` should hold (for its errors).
+EXPECTED_BLOCK = ("the authors' state dict of one DyReg block ('dynamic_graph.*' tensors) or a golden fixture "
+                  "(a dict with 'state_dict' and 'config')")
+
+
+def _not_one_block(state: Any) -> str | None:
+    """``None`` if ``state`` is the state dict of one of the authors' blocks, else what it is instead."""
+    if not isinstance(state, Mapping) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        whole_model = isinstance(state, Mapping) and "state_dict" in state
+        hint = " (a whole model's checkpoint? see dyreg_edu.official.tsm_from_official)" if whole_model else ""
+        return describe(state) + hint
+    prefixes = {k[: k.index("dynamic_graph.")] for k in state if "dynamic_graph." in k}
+    if not prefixes:
+        return f"no 'dynamic_graph.*' entry in {describe(state)}"
+    if len(prefixes) > 1:
+        return f"a state dict of {len(prefixes)} DyReg blocks (a whole model: see dyreg_edu.official.tsm_from_official)"
+    return None
+
+
+def load_block_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any] | None]:
+    """``(state dict, config)`` from a file holding one block's state dict under the authors' names
+    (``config`` ``None``) or a golden fixture (its ``'state_dict'`` and ``'config'``). Anything
+    else raises one ``ValueError`` naming the file (:mod:`dyreg_edu.files`)."""
+    loaded = load_torch_file(path, expected=EXPECTED_BLOCK)
+    fixture = "state_dict" in loaded and "config" in loaded
+    state, config = (loaded["state_dict"], loaded["config"]) if fixture else (loaded, None)
+    found = _not_one_block(state)
+    if found is not None:
+        raise not_expected(path, EXPECTED_BLOCK, found if not fixture else f"a fixture whose 'state_dict' is {found}")
+    return dict(state), config
+
+
+def block_from_official(cls, state_dict: Mapping[str, Tensor] | str | os.PathLike,
+                        config: Mapping[str, Any] | None = None):
+    """Build ``cls(**block_kwargs(config))`` and load the converted ``state_dict`` strictly.
+
+    ``state_dict`` may be a path to a torch file (:func:`load_block_file`); ``config`` may then be
+    left out when the file is a golden fixture (a given ``config`` wins over the file's).
+    """
+    path = None
+    if isinstance(state_dict, (str, os.PathLike)):
+        path = state_dict
+        state_dict, saved = load_block_file(path)
+        config = saved if config is None else config
+    if config is None:
+        where = "no config given" if path is None else f"{path} holds no config"
+        raise ValueError(f"{where}: pass config=, the authors' settings (keys {REQUIRED_CONFIG}; see block_kwargs)")
     block = cls(**block_kwargs(config))
     converted = convert_state_dict(state_dict)
     missing, unexpected = block.load_state_dict(converted, strict=False)

@@ -49,3 +49,29 @@ def official_dir() -> Path:
     if not OFFICIAL_FIXTURES.is_dir():
         _missing(OFFICIAL_FIXTURES)
     return OFFICIAL_FIXTURES
+
+
+def write_bad_torch_files(folder: Path) -> dict[str, Path]:
+    """Four files that are not the checkpoint a loader expects, as a new user might pass them:
+    ``text`` (a text file), ``random_bytes``, ``truncated`` (a valid ``torch.save`` file cut to
+    half its bytes) and ``other_kind`` (a torch file holding a dict without any key the loaders
+    of dyreg_edu expect: no ``state_dict``, ``model``, ``config``, no ``dynamic_graph.*``)."""
+    import random
+
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / f"{name}.pt" for name in ("text", "random_bytes", "truncated", "other_kind")}
+    files["text"].write_text("epoch 3, accuracy 0.61\nnot a checkpoint\n")
+    files["random_bytes"].write_bytes(random.Random(0).randbytes(4096))
+    torch.save({"state_dict": {"weight": torch.randn(64, 64)}, "config": {"lr": 0.1}}, files["truncated"])
+    data = files["truncated"].read_bytes()
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    torch.save({"epoch": 3, "arch": "resnet50", "weights": {"fc.weight": torch.zeros(2, 2)}}, files["other_kind"])
+    return files
+
+
+@pytest.fixture
+def bad_torch_files(tmp_path) -> dict[str, Path]:
+    """:func:`write_bad_torch_files` in the test's ``tmp_path`` (``bad_files/``)."""
+    return write_bad_torch_files(tmp_path / "bad_files")
