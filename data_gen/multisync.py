@@ -47,6 +47,34 @@ the top-left at 256 halved, plus 14 (float; the half-pixel is kept).
 only), so a video is the same bytes whatever the batch, worker count or
 device, and ``ds[i]`` equals ``ds.batch([i])[0]``. Train and validation use
 different split ids and disjoint digit sprites (:mod:`data_gen.digits`).
+
+**Tasks (a ladder).** Keyword options (defaults: the paper's task above, same bytes)
+change what a video asks:
+
+- ``layout="halves"`` (two digits): digit 0 stays in the upper half of every frame,
+  digit 1 in the lower; each walks clipped to its own half (x across the whole width).
+- ``label="upper"`` (needs ``"halves"``): the class of the upper digit, 10 classes; the
+  motion plays no part (find the digits, know which is upper). Digit 0 is the label,
+  the other digit is uniform in 0..9.
+- ``label="sync"``: 1 if a subset of at least two digits moves synchronously, else 0;
+  classes are uniform in 0..9 whatever the label, so only the relation tells it.
+- ``p_no_sync=p``: "no sync" has probability ``p``, the other videos are uniform over
+  the 55 pairs (the default ``None`` keeps today's 1/56 for ``"pair"``; ``"sync"`` and
+  ``"upper"`` then use 1/2). With ``"sync"`` it is ``P(label 0)``.
+
+Labels are still drawn first: uniform over their classes (chance exactly
+``1 / num_classes``), except that ``p_no_sync`` sets the share of "no sync" (45, or 0
+for ``"sync"``).
+:data:`TASKS` names presets from easy to the paper's task (:func:`task_options`, one-line
+summaries in :data:`TASK_DESCRIPTIONS`): ``where`` (64 px, two 20-pixel digits in halves,
+the upper class), ``sync2`` (two 14-pixel digits with steps up to 5 px, sync or not, half
+and half), ``pair2`` (sync2's motion, the 56-class pair label), ``mini`` (the trainer's mini
+scale) and ``paper`` (Appendix E.1). ``mini`` and ``paper`` are exactly the settings of
+today's videos. Without motion a perfect digit reader gets at most 100% on ``where``
+(the label needs no motion), 50% on ``sync2``, 54.1% on ``pair2`` (equal digits are more
+often a synchronous pair), 54.0% on ``mini`` and 37.8% on ``paper`` (exact Bayes rates
+from the multiset of classes); on ``where`` one that knows the classes but not where
+they are gets at most 55% (right when the two are equal, else a coin flip).
 """
 from __future__ import annotations
 
@@ -64,8 +92,11 @@ NO_SYNC = 45
 SPLIT_IDS = {"train": 0, "val": 1}
 DEFAULT_NUM_VIDEOS = {"train": 600_000, "val": 10_000}
 
+LAYOUTS = ("free", "halves")
+LABELS = {"pair": NUM_CLASSES, "upper": 10, "sync": 2}  # label kind -> number of classes
+
 # Random streams (one per kind of draw).
-_S_LABEL, _S_K, _S_SUBSET, _S_CLASS, _S_INNER, _S_SPRITE, _S_POS, _S_STEP, _S_SYNC = range(1, 10)
+_S_LABEL, _S_K, _S_SUBSET, _S_CLASS, _S_INNER, _S_SPRITE, _S_POS, _S_STEP, _S_SYNC, _S_TASK = range(1, 11)
 _SHUFFLE_SPLIT_BASE = 1 << 20
 
 
@@ -131,6 +162,22 @@ class Geometry:
                                          if size % w == 0 and -(-(self.sprite + w - 1) // w) * w <= size)
 
 
+def layout_bounds(geo: Geometry, layout: str, num_digits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest and largest top-left of every digit on the ``2 * size`` canvas: int64 ``[D, 2]`` each, ``(x, y)``.
+
+    ``"free"``: ``0..L`` on both axes for every digit. ``"halves"`` (two digits): x
+    as free; y in ``0..size - digit_hi - 1`` for digit 0 (the upper half, ``size``
+    pixels at ``2 * size``) and ``size..L`` for digit 1 (the lower half), so each box
+    stays in its half (the ``- 1`` keeps the odd-phase sprite inside, as for ``L``).
+    """
+    lo = torch.zeros(num_digits, 2, dtype=torch.int64)
+    hi = torch.full((num_digits, 2), geo.max_pos_hi, dtype=torch.int64)
+    if layout == "halves":
+        lo[1, 1] = geo.size
+        hi[0, 1] = geo.size - geo.digit_hi - 1
+    return lo, hi
+
+
 def make_sprites(images: torch.Tensor, digit_hi: int) -> torch.Tensor:
     """Four phase-shifted stored sprites per digit: uint8 ``[M, 4, Q, Q]``.
 
@@ -183,6 +230,55 @@ def _same_rows(x: torch.Tensor) -> torch.Tensor:
     return sq[:, :, None] + sq[:, None, :] - 2 * torch.bmm(x, x.transpose(1, 2)) == 0
 
 
+def _check_task(geo: Geometry, num_digits: int, layout: str, label: str, p_no_sync, digit_size) -> None:
+    """One-line ValueErrors for the task options (``layout``, ``label``, ``p_no_sync``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {tuple(LABELS)}, got {label!r}")
+    if p_no_sync is not None and not (isinstance(p_no_sync, (int, float)) and not isinstance(p_no_sync, bool)
+                                      and 0 < p_no_sync < 1):
+        raise ValueError(f"p_no_sync must be None or a probability strictly between 0 and 1, got {p_no_sync!r}")
+    if layout == "halves" and num_digits != 2:
+        raise ValueError(f"layout='halves' needs num_digits=2 (one digit a half), got num_digits={num_digits!r}")
+    if layout == "halves" and geo.digit_hi > geo.size - 1:
+        raise ValueError(f"layout='halves' needs a digit that fits in half the video: digit_size of at most "
+                         f"{(geo.size - 1) // 2} pixels for size {geo.size}, got digit_size={digit_size!r}")
+    if label == "upper" and layout != "halves":
+        raise ValueError(f"label='upper' needs layout='halves' (the upper digit is digit 0), got layout={layout!r}")
+
+
+# --------------------------------------------------------------------------- tasks
+#: Named presets, easy to hard (data options only): ``MultiSyncMNIST(split, **task_options(name))``.
+TASKS = {
+    "where": dict(size=64, num_digits=2, num_frames=8, digit_size=20, layout="halves", label="upper", p_no_sync=0.5),
+    "sync2": dict(size=64, num_digits=2, num_frames=8, digit_size=14, max_step=5, label="sync", p_no_sync=0.5),
+    "pair2": dict(size=64, num_digits=2, num_frames=8, digit_size=14, max_step=5, label="pair", p_no_sync=0.5),
+    "mini": dict(size=64, num_digits=3, num_frames=8),
+    "paper": dict(size=128, num_digits=5, num_frames=10),
+}
+
+#: One line per preset: what it asks and whether it needs the synchronous-motion relation.
+TASK_DESCRIPTIONS = {
+    "where": "the class of the upper of two 20-pixel digits (10 classes; no relation: motion plays no part, "
+             "position does: 55% without it)",
+    "sync2": "do the two 14-pixel digits move in sync (2 classes, half and half; relation only: "
+             "the classes say nothing, 50% without motion)",
+    "pair2": "sync2's motion with the 56-class pair label (relation and identity: 54.1% without motion)",
+    "mini": "the trainer's mini scale: 3 digits of 7 pixels at 64 (56 classes; relation and identity: "
+            "54.0% without motion)",
+    "paper": "the paper's task (Appendix E.1): 5 digits of 14 pixels at 128, 10 frames (56 classes; relation "
+             "and identity: 37.8% without motion)",
+}
+
+
+def task_options(name: str) -> dict:
+    """The ``MultiSyncMNIST`` keyword arguments of preset ``name`` (a copy of ``TASKS[name]``)."""
+    if name not in TASKS:
+        raise ValueError(f"task must be one of {tuple(TASKS)}, got {name!r}")
+    return dict(TASKS[name])
+
+
 # --------------------------------------------------------------------------- dataset
 class VideoIndexError(IndexError, ValueError):
     """An index out of range (both an IndexError and a ValueError)."""
@@ -192,7 +288,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     """MultiSyncMNIST videos generated on the fly (Appendix E.1); see the module docstring.
 
     ``ds[i]`` is a dict: ``video`` uint8 ``[T, size, size]``, ``label`` int in
-    0..55 (uniform over the 56 classes, so chance is 1/56), ``digits`` int64
+    ``0..num_classes - 1`` (by default 0..55, uniform, so chance is 1/56), ``digits`` int64
     ``[D]`` classes, ``sync`` bool ``[D]``, ``boxes`` float32 ``[T, D, 4]``
     ``(x1, y1, x2, y2)`` in video pixels. ``ds.batch(indices)`` gives the same
     keys stacked (``label`` int64 ``[B]``), built vectorised on ``device``.
@@ -202,6 +298,11 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     ``download`` are passed to torchvision). ``digit_size`` and ``max_step`` (stored
     pixels) replace the digit size and the largest step a frame, which otherwise
     scale with ``size`` (14 and 5 at 128): a design knob for small canvases.
+
+    Task options (module docstring, "Tasks"): ``layout`` (``"free"`` or ``"halves"``),
+    ``label`` (``"pair"``, ``"upper"`` or ``"sync"``; ``ds.label_kind``, with
+    ``ds.num_classes`` 56, 10 or 2) and ``p_no_sync`` (``None`` or a probability).
+    ``MultiSyncMNIST(split, **task_options("sync2"))`` builds a named preset.
     """
 
     PASTE_CHUNK_BYTES = 1 << 22  # CPU paste works on about this many bytes of frames at a time
@@ -209,7 +310,8 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     def __init__(self, split: str = "train", *, num_videos=None, num_digits: int = 5,
                  num_frames: int = 10, size: int = 128, seed: int = 0, digits: str = "auto",
                  device="cpu", root=None, download: bool = False, digit_size: int | None = None,
-                 max_step: float | None = None):
+                 max_step: float | None = None, layout: str = "free", label: str = "pair",
+                 p_no_sync: float | None = None):
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         if digits not in SOURCES:
@@ -225,6 +327,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         if not isinstance(num_digits, int) or not 2 <= num_digits <= geo.max_digits:
             raise ValueError(f"num_digits must be between 2 and {geo.max_digits} for a {size}-pixel "
                              f"canvas (two digits are needed for synchrony), got {num_digits!r}")
+        _check_task(geo, num_digits, layout, label, p_no_sync, digit_size)
         if not isinstance(num_frames, int) or num_frames < 2:
             raise ValueError(f"num_frames must be an int of at least 2 (motion needs a transition), got {num_frames!r}")
         num_videos = DEFAULT_NUM_VIDEOS[split] if num_videos is None else num_videos
@@ -235,6 +338,10 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         self.split, self.num_videos, self.num_digits = split, num_videos, num_digits
         self.num_frames, self.size, self.seed, self.geometry = num_frames, size, seed, geo
         self.digit_size, self.max_step = digit_size, max_step
+        self.layout, self.label_kind, self.p_no_sync = layout, label, p_no_sync
+        self.num_classes = LABELS[label]
+        # the "no sync" probability drawn with (None: the label uniform over the 56 classes)
+        self._p_no_sync = p_no_sync if p_no_sync is not None or label == "pair" else 0.5
         self.device = torch.device(device)
 
         images, labels, self.digit_source = load_digits_with_source(split, digits, root, download)
@@ -254,6 +361,8 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         self.sprite_labels = labels[order]  # int64 [M], classes of self.sprites
         lo, hi = _pair_tables()
         self._pair_lo, self._pair_hi = lo.to(self.device), hi.to(self.device)
+        lo, hi = layout_bounds(geo, layout, num_digits)
+        self._pos_lo, self._pos_hi = lo.to(self.device), hi.to(self.device)
         # cdf of the synchronous subset size k = 2..D, uniform over subsets
         weights = [math.comb(num_digits, k) for k in range(2, num_digits + 1)]
         cum = [sum(weights[:j + 1]) for j in range(len(weights))]
@@ -267,7 +376,10 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
                 f"num_frames={self.num_frames}, size={self.size}, seed={self.seed}, "
                 f"digits={self.digit_source!r}, device={str(self.device)!r}"
                 + (f", digit_size={self.digit_size}" if self.digit_size is not None else "")
-                + (f", max_step={self.max_step}" if self.max_step is not None else "") + ")")
+                + (f", max_step={self.max_step}" if self.max_step is not None else "")
+                + (f", layout={self.layout!r}" if self.layout != "free" else "")
+                + (f", label={self.label_kind!r}" if self.label_kind != "pair" else "")
+                + (f", p_no_sync={self.p_no_sync}" if self.p_no_sync is not None else "") + ")")
 
     # ------------------------------------------------------------------ access
     def __getitem__(self, i: int) -> dict:
@@ -299,7 +411,7 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
     def batch(self, indices) -> dict:
         """Videos ``indices`` (sequence or 1-d tensor of ``B`` ints), stacked, on ``device``.
 
-        Returns ``video`` uint8 ``[B, T, S, S]``, ``label`` int64 ``[B]``,
+        Returns ``video`` uint8 ``[B, T, S, S]``, ``label`` int64 ``[B]`` (``0..num_classes - 1``),
         ``digits`` int64 ``[B, D]``, ``sync`` bool ``[B, D]``, ``boxes`` float32
         ``[B, T, D, 4]``. Vectorised: loops only over frames (random walk) and
         digits (paste), never over videos.
@@ -318,40 +430,62 @@ class MultiSyncMNIST(torch.utils.data.Dataset):
         """All random bits of the videos, hashed at once: stream -> int64 ``[B, n]``."""
         D, T = self.num_digits, self.num_frames
         sizes = [(_S_LABEL, 1), (_S_K, 1), (_S_SUBSET, D), (_S_INNER, D), (_S_CLASS, D), (_S_SPRITE, D),
-                 (_S_POS, 2 * D), (_S_STEP, (T - 1) * D * 2), (_S_SYNC, (T - 1) * 2)]
+                 (_S_POS, 2 * D), (_S_STEP, (T - 1) * D * 2), (_S_SYNC, (T - 1) * 2), (_S_TASK, 2)]
         return dict(zip([s for s, _ in sizes], rng.streams(keys, sizes)))
 
+    def _draw_pair(self, bits: dict) -> torch.Tensor:
+        """The authors' label of the motion, int64 ``[B]`` in 0..55: uniform over the 56
+        classes, or with ``p_no_sync`` 45 with that probability and else uniform over the 55 pairs."""
+        r = bits[_S_LABEL][:, 0]
+        if self._p_no_sync is None:
+            return rng.reduce(r, NUM_CLASSES)
+        pick = rng.reduce(r, NUM_CLASSES - 1)
+        pair = pick + (pick >= NO_SYNC).to(torch.int64)  # skip 45
+        return torch.where(rng.to_uniform(bits[_S_TASK][:, 0]) < self._p_no_sync, NO_SYNC, pair)
+
     def _draw_classes(self, bits: dict):
-        """Label uniform over 56, then a consistent synchronous subset and classes."""
-        label = rng.reduce(bits[_S_LABEL][:, 0], NUM_CLASSES)
-        lo, hi = self._pair_lo[label][:, None], self._pair_hi[label][:, None]
+        """Label first, then a consistent synchronous subset and classes.
+
+        Returns ``label`` int64 ``[B]``, ``digits`` int64 ``[B, D]``, ``sync`` bool ``[B, D]``.
+        ``"pair"``: the label of :meth:`_draw_pair`, digits built to give it. ``"sync"``: whether
+        that label has a pair; every class uniform in 0..9. ``"upper"``: a class uniform in 0..9
+        (drawn alone) is digit 0, the others uniform; the motion as for ``"sync"``.
+        """
+        pair = self._draw_pair(bits)
+        lo, hi = self._pair_lo[pair][:, None], self._pair_hi[pair][:, None]
         k = 2 + torch.searchsorted(self._k_cdf, rng.to_uniform(bits[_S_K][:, 0]), right=True)
-        k = torch.where(label == NO_SYNC, 0, k)
+        k = torch.where(pair == NO_SYNC, 0, k)
         order = torch.sort(bits[_S_SUBSET], dim=1, stable=True).indices
         rank = torch.argsort(order, dim=1)  # a uniform random ranking of the digits
         sync = rank < k[:, None]
         inner = lo + rng.reduce(bits[_S_INNER], hi - lo + 1)
         free = rng.reduce(bits[_S_CLASS], 10)
+        if self.label_kind == "sync":
+            return (pair != NO_SYNC).to(torch.int64), free, sync
+        if self.label_kind == "upper":
+            upper = rng.reduce(bits[_S_TASK][:, 1], 10)
+            return upper, torch.cat([upper[:, None], free[:, 1:]], 1), sync
         in_subset = torch.where(rank == 0, lo, torch.where(rank == 1, hi, inner))
-        return label, torch.where(sync, in_subset, free), sync
+        return pair, torch.where(sync, in_subset, free), sync
 
     def _walk(self, bits: dict, sync: torch.Tensor) -> torch.Tensor:
         """Clipped random walk with a shared synchronous step: positions ``[B, T, D, 2]``.
 
         ``room`` ``[B, D, 2, 2]`` is, per digit and axis, how far it may go down
-        and up (``p`` and ``L - p``); ``reach`` caps it at ``m``, so a step is
+        and up (``p - lo`` and ``hi - p``, :func:`layout_bounds`: ``p`` and ``L - p``
+        for the free layout); ``reach`` caps it at ``m``, so a step is
         uniform in ``[-reach_down, reach_up]``. The synchronous step is drawn as
         one more "digit" with the smallest reach of the subset (unused where
         there is no subset).
         """
         B, D, T, g = sync.shape[0], self.num_digits, self.num_frames, self.geometry
-        m, L = g.step_hi, g.max_pos_hi
-        start = rng.reduce(bits[_S_POS].reshape(B, D, 2), L + 1)
+        m, lo, hi = g.step_hi, self._pos_lo, self._pos_hi
+        start = lo + rng.reduce(bits[_S_POS].reshape(B, D, 2), hi - lo + 1)
         raw = torch.cat([bits[_S_STEP].reshape(B, T - 1, D, 2), bits[_S_SYNC].reshape(B, T - 1, 1, 2)], 2)
         outside = (~sync[:, :, None, None]) * m  # [B, D, 1, 1]: m for digits outside the subset, else 0
         in_subset = sync[..., None]  # [B, D, 1]
         sign = torch.tensor([1, -1], dtype=torch.int64, device=sync.device)
-        room, steps = torch.stack([start, L - start], -1), []
+        room, steps = torch.stack([start - lo, hi - start], -1), []
         for t in range(T - 1):
             reach = room.clamp(max=m)
             common = torch.maximum(reach, outside).min(1, keepdim=True).values  # (int64 amin is slow on CPU)
