@@ -1,5 +1,6 @@
 """The GPU work queue's state handling (the GPU part itself runs only on a GPU machine)."""
 
+import contextlib
 import io
 import json
 import tarfile
@@ -144,3 +145,60 @@ def test_recorded_benchmarks_are_not_run_again(tmp_path, monkeypatch, capsys):
     ran.clear()
     gpu_queue.run_benchmarks("cuda", rerun=True)
     assert ran == [command[0] for command in gpu_queue.BENCHMARKS]
+
+
+def test_first_minute_holds_the_block_profile(tmp_path, monkeypatch):
+    """benchmarks/block_profile.py's CUDA profile of one res4 block is queued with the benchmarks
+    and runs in a window where it is not recorded yet."""
+    commands = {command[0]: command for command in gpu_queue.BENCHMARKS}
+    command = commands["benchmarks/block_profile.py"]
+    assert command[command.index("--device") + 1] == "cuda"
+    assert command[command.index("--out") + 1] == "results/benchmarks/block_profile_cuda.json"
+    monkeypatch.setattr(gpu_queue, "REPO", tmp_path)
+    ran = []
+    monkeypatch.setattr(gpu_queue.subprocess, "run", lambda command, **kw: ran.append(command[1:]))
+    for other in gpu_queue.BENCHMARKS:  # every other benchmark is recorded
+        if other is not command:
+            out = tmp_path / other[other.index("--out") + 1]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("{}")
+    assert gpu_queue.run_benchmarks("cuda") == [tmp_path / "results" / "benchmarks" / "block_profile_cuda.json"]
+    assert ran == [command]
+
+
+def load_block_profile():
+    """benchmarks/block_profile.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("block_profile", gpu_queue.REPO / "benchmarks" / "block_profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_block_profile_reproduces_the_block_and_covers_every_stage(monkeypatch):
+    """The queued profile's stage-by-stage forward is the block's, exactly (the script checks it
+    before profiling and stops when the block's forward has changed), and its table gives every
+    stage its forward and backward work."""
+    from dyreg_edu.dyreg import DyRegBlock
+
+    profile = load_block_profile()
+    torch.manual_seed(0)
+    block = DyRegBlock(32, 16, 16, node_dim=16, region_dim=8)  # a projection, unlike res4
+    with torch.no_grad():
+        block.residual_norm.scale.fill_(1.0)
+        block.region_generator.gamma.fill_(0.3)
+    x = torch.randn(1, 3, 32, 16, 16)
+    profile.check_stages(block, x, contextlib.nullcontext)
+    result = profile.profile_mode(block, x, "train", contextlib.nullcontext, repeats=1, top=5)
+    rows = {row["stage"]: row for row in result["stages"]}
+    assert set(profile.STAGES + profile.REGION_PARTS) <= set(rows)
+    for stage in profile.STAGES + profile.REGION_PARTS:
+        assert rows[stage]["forward_ops"] > 0 and rows[stage]["backward_ops"] > 0, stage
+    parts = sum(rows[part]["backward_ops"] for part in profile.REGION_PARTS)
+    assert rows["region generation"]["backward_ops"] == parts
+    assert len(result["top_kernels"]) == 5
+    real_remap = profile.remap_nodes
+    monkeypatch.setattr(profile, "remap_nodes", lambda nodes, kernels: 1.001 * real_remap(nodes, kernels))
+    with pytest.raises(SystemExit, match="differs from block"):
+        profile.check_stages(block, x, contextlib.nullcontext)

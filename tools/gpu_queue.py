@@ -6,8 +6,10 @@ GPU time comes in short windows (about 15 minutes, now and then), so the queue
 picks up where the last window stopped and stops itself in time to save:
 
 1. Its first minute records the CUDA rows of the benchmarks
-   (``results/benchmarks/{block,multisync,train_throughput,tsm_overhead}_cuda.json``), those not
-   recorded yet (``--rerun-benchmarks`` measures them all again, e.g. on another GPU).
+   (``results/benchmarks/{block,multisync,train_throughput,tsm_overhead,block_profile}_cuda.json``),
+   those not recorded yet (``--rerun-benchmarks`` measures them all again, e.g. on another GPU).
+   ``block_profile`` is torch.profiler's account of one DyReg block at res4, stage by stage: why
+   ``tsm_overhead``'s DyReg costs more on the GPU than paper Table 12 says.
 2. The rest goes to the paper-scale MultiSyncMNIST runs in the order of their value
    (:data:`dyreg_edu.ablations.PRIORITY`: ``dyreg``, ``fixed``, ``resnet18``, ``pos_only``,
    then the others). Each resumes from its committed state in ``states/multisync/<name>/``
@@ -50,6 +52,7 @@ BENCHMARKS = [
     ["benchmarks/train_throughput.py", "--scale", "paper", "--device", "cuda", "--out", "results/benchmarks/train_throughput_cuda.json"],
     ["benchmarks/block.py", "--device", "cuda", "--out", "results/benchmarks/block_cuda.json"],
     ["benchmarks/tsm_overhead.py", "--device", "cuda", "--repeats", "5", "--out", "results/benchmarks/tsm_overhead_cuda.json"],
+    ["benchmarks/block_profile.py", "--device", "cuda", "--out", "results/benchmarks/block_profile_cuda.json"],
 ]
 BENCHMARK_SECONDS = 110
 PIECE = 15 * 2**20
