@@ -2,6 +2,7 @@
 #   make book       create .venv, install everything, build the book into _build/html
 #   make test       the whole suite: unit tests, chapters under nbval (fast mode),
 #                   a warning-free book build, and a headless-browser check of it
+#   make test-fast  the unit tests not marked slow (about a minute)
 #   make notebooks  re-execute every chapter at full size and store its outputs
 #   make student    the student edition (no solutions): _build/student/<chapter>.ipynb
 #   make bench      run benchmarks/*.py
@@ -27,11 +28,11 @@ BOOK_BUILD := $(VENV)/bin/jupyter-book build . -W -n --keep-going --all
 NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
                --nbval-sanitize-with tools/nbval_sanitize.cfg
 
-.PHONY: help venv book build-book test unit nbval browser-test deps-browser \
+.PHONY: help venv book build-book test test-fast unit nbval browser-test deps-browser \
         notebooks check-notebooks sync-colab student bench gpu-queue clean distclean
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# //'
+	@sed -n '2,10p' Makefile | sed 's/^# //'
 
 ## ---- environment -------------------------------------------------------------
 
@@ -75,6 +76,9 @@ test: venv deps-browser
 
 unit: venv
 	$(PY) -m pytest tests -q --ignore=tests/test_book.py
+
+test-fast: venv
+	$(PY) -m pytest tests -q --ignore=tests/test_book.py -m "not slow"
 
 # Every notebook in book/ in fast mode. pytest exits 5 when it collects nothing
 # (no chapters yet): that is not a failure.

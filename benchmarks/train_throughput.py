@@ -27,7 +27,9 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dyreg_edu.models import count_macs  # noqa: E402
 from dyreg_edu.notebook import cpu_name, git_commit  # noqa: E402
-from dyreg_edu.train import MODEL_VARIANTS, autocast, build_data, build_model, config, freeze, model_inputs  # noqa: E402
+from dyreg_edu.mini import freeze_backbone as freeze  # noqa: E402
+from dyreg_edu.runs import autocast  # noqa: E402
+from dyreg_edu.train import MODEL_VARIANTS, build_data, build_model, config, model_inputs  # noqa: E402
 
 
 def sync(device: str) -> None:
@@ -64,7 +66,7 @@ def measure(variant: str, scale: str, device: str, batch: int, steps: int, compi
         model.train()
         if cfg.freeze_backbone:
             freeze(model)
-        with autocast(cfg):
+        with autocast(cfg.device, cfg.amp):
             loss = F.cross_entropy(forward(video, boxes=boxes).float(), label)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

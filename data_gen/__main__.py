@@ -3,8 +3,6 @@
     python -m data_gen preview --count 4 --out exports/preview.gif   # animated GIF with boxes
     python -m data_gen export --split val --out exports/multisync     # uint8 .npz shards, resumable
     python -m data_gen stats --count 5600                             # label histogram and speed
-
-(``python -m data_gen.multisync ...`` does the same.)
 """
 from __future__ import annotations
 

@@ -603,6 +603,7 @@ class MultiSyncLoader:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.dataset, self.batch_size, self.shuffle, self.epoch = dataset, batch_size, shuffle, epoch
         self.drop_last = shuffle if drop_last is None else drop_last
+        self._order, self._order_epoch = None, None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -620,16 +621,16 @@ class MultiSyncLoader:
         keys = rng.video_keys(ds.seed, _SHUFFLE_SPLIT_BASE + 2 * self.epoch + SPLIT_IDS[ds.split], idx)
         return torch.sort(rng.bits(keys, 0, 1)[:, 0], stable=True).indices
 
+    def step_indices(self, step: int) -> torch.Tensor:
+        """The video indices of training step ``step``, counted from the first batch of epoch 0: batch
+        ``step % len(self)`` of epoch ``step // len(self)`` (a pure function of the step, for exact resume)."""
+        epoch, j = divmod(step, len(self))
+        if epoch != self._order_epoch:
+            self.set_epoch(epoch)
+            self._order, self._order_epoch = self.order(), epoch
+        return self._order[j * self.batch_size:(j + 1) * self.batch_size]
+
     def __iter__(self) -> Iterator[dict]:
         order = self.order()
         for j in range(len(self)):
             yield self.dataset.batch(order[j * self.batch_size:(j + 1) * self.batch_size])
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-if __name__ == "__main__":  # the command line lives in data_gen/__main__.py
-    from data_gen.__main__ import main
-
-    main()

@@ -24,9 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .train import (DEFAULT_DIGIT_STEPS, REPO_ROOT, SCALES, TrainConfig, config, design_summary, design_tag,
-                    export_checkpoint, resnet_head_path, train)
-from .train import read_log  # noqa: F401  (re-exported: the chapters read a run's log beside keep_log)
+from .mini import DEFAULT_DIGIT_STEPS, design_summary, design_tag, resnet_head_path
+from .runs import REPO_ROOT, export_checkpoint
+from .runs import read_log  # noqa: F401  (re-exported: the chapters read a run's log beside keep_log)
+from .train import SCALES, TrainConfig, config, train
 
 #: The paper's accuracies (percent) on MultiSyncMNIST.
 PAPER = {
@@ -107,7 +108,7 @@ def table_runs(table: str, scale: str = "mini") -> list[Run]:
 def results_dir(scale: str, **design) -> Path:
     """``results/multisync/mini`` (or the paper scale's ``results/multisync``). Another design
     (``design``: settings such as ``digit_steps=6000`` or ``digit_size=14, max_step=5``) keeps its
-    own results and tables in a folder named by :func:`~dyreg_edu.train.design_tag`
+    own results and tables in a folder named by :func:`~dyreg_edu.mini.design_tag`
     (``mini/digits6000/``, ``mini/px14_step5/``)."""
     folder = REPO_ROOT / "results" / "multisync" / ("mini" if scale == "mini" else "")
     tag = design_tag(config("resnet18", scale, **design))

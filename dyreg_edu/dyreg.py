@@ -53,21 +53,17 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from .baselines import FixedGridKernels, SemanticKernels
 from .graph import SpatioTemporalGraph
-from .kernels import AUTHORS_KERNEL_EPS, kernel_centres, pool_nodes, region_kernels, remap_nodes
+from .kernels import AUTHORS_KERNEL_EPS, pool_nodes, region_kernels, remap_nodes
 from .layers import map_norm
 from .official_block import block_from_official
 from .regions import SIZE_CELLS, RegionGenerator, center_anchors, grid_anchors, node_grid, regions_from_offsets
 from .variants import AUTHORS_CODE, BLOCK_VARIANTS, GENERATED_VARIANTS, VARIANTS, Switches, properties
-
-#: What ``node_motion`` can read (``DyRegBlock(motion_from=...)``, not in the paper).
-MOTION_FROM = ("kernel", "centre")
 
 __all__ = ["DyRegBlock", "VARIANTS", "BLOCK_VARIANTS", "GENERATED_VARIANTS", "SemanticKernels"]
 
@@ -102,29 +98,12 @@ class DyRegBlock(nn.Module):
         size_plus_one, normalize_kernels, clamp_centers, position_grad, messages,
         temporal_first: one switch each (module docstring); ``None`` takes it from ``switches``.
         kernel_eps: added to a kernel's sum before normalising (the authors' 1e-37).
-        residual_scale_init: the initial scale of the residual LayerNorm. ``0.0`` (the authors',
-            the default) makes the block the identity at initialisation; a positive value lets the
-            branch act from the first step (the mini training scale uses it, see ``dyreg_edu.train``).
         train_height, train_width: the map the block was trained on, when it now runs on a
             larger ``height x width`` one (full-resolution evaluation, module docstring). ``None``
             (default): the same as ``height``, ``width``. The parameters depend only on these.
-        node_motion: **not in the paper** (an experiment of chapter 11, default ``False``): also add
-            to each node a Linear of its kernel's change since the previous frame
-            (:meth:`motion`), so that a node whose region follows a digit carries the digit's step,
-            not only its position. ``False`` leaves the block, its parameters and the golden
-            fixtures exactly the authors'.
-        motion_from: what ``node_motion`` reads (**not in the paper**): ``"kernel"`` (default) the
-            whole kernel's change, ``H * W`` numbers; ``"centre"`` the step of the kernel's centre
-            of mass (:func:`~dyreg_edu.kernels.kernel_centres`, in map widths and heights), 2
-            numbers, the motion as the graph alone of chapter 11 gets it.
-        position_scale: **not in the paper** (an experiment of chapter 11, default ``1.0``, the
-            authors'): multiplies the kernels that the positional (and ``node_motion``) embedding
-            reads. A kernel sums to one over the map, so its entries, and a moving region's change,
-            are small next to the pooled features. Scaling them keeps the same functions (the
-            Linear could absorb the factor) and changes only the conditioning: with Adam it acts as
-            a ``position_scale`` times larger initial weight and learning rate for that Linear.
-        gamma_init: the region generator's initial :math:`\gamma` (Eq. 11; **not in the paper**
-            unless ``0.0``, the default): see :class:`~dyreg_edu.regions.RegionGenerator`.
+
+    Every keyword is the paper's or the authors' code's. Switches of our own research (other
+    initial scales, each node's motion as an input, ...) live apart, in :mod:`dyreg_edu.experiments`.
 
     ``forward(x, regions=None)`` with ``x`` ``[B, T, C_in, H, W]`` (and, for ``oracle`` only,
     the given ``regions`` ``[B, T, N, 4]``) returns ``(y, aux)``: ``y`` like ``x``;
@@ -157,25 +136,14 @@ class DyRegBlock(nn.Module):
         messages: str | None = None,
         temporal_first: bool | None = None,
         kernel_eps: float = AUTHORS_KERNEL_EPS,
-        residual_scale_init: float = 0.0,
         train_height: int | None = None,
         train_width: int | None = None,
-        node_motion: bool = False,
-        position_scale: float = 1.0,
-        motion_from: str = "kernel",
-        gamma_init: float = 0.0,
     ):
         super().__init__()
         self.properties = properties(variant)
         for name, value in (("in_channels", in_channels), ("height", height), ("width", width), ("num_nodes", num_nodes)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(node_motion, bool):
-            raise ValueError(f"node_motion must be True or False, got {node_motion!r}")
-        if motion_from not in MOTION_FROM:
-            raise ValueError(f"motion_from must be one of {MOTION_FROM}, got {motion_from!r}")
-        if isinstance(position_scale, bool) or not isinstance(position_scale, (int, float)) or not position_scale > 0:
-            raise ValueError(f"position_scale must be a positive number, got {position_scale!r}")
         for name, value in (("node_dim", node_dim), ("train_height", train_height), ("train_width", train_width)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int (or None: the block's own), got {value!r}")
@@ -205,19 +173,11 @@ class DyRegBlock(nn.Module):
             self.project_out = nn.Conv2d(self.node_dim, in_channels, 1)
         else:
             self.project_in = self.project_norm = self.project_out = None
-        if gamma_init != 0.0 and self.properties.kernels != "regions":
-            raise ValueError(f"gamma_init applies to generated regions, not to variant {variant!r}")
-        self.gamma_init = gamma_init
         self._add_kernel_source(region_dim, anchors, fixed_size, learn_size, fixed_pooling)
         self.position_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
-        self.position_scale = float(position_scale)
-        self.node_motion, self.motion_from = node_motion, motion_from
-        if node_motion:
-            motion_dim = 2 if motion_from == "centre" else self.train_height * self.train_width
-            self.motion_embedding = nn.Linear(motion_dim, self.node_dim)
         self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, self.switches.messages,
                                          self.switches.temporal_first)
-        self.residual_norm = map_norm(in_channels, scale_init=residual_scale_init)
+        self.residual_norm = map_norm(in_channels, scale_init=0.0)  # the identity at initialisation
 
     #: The attribute that holds each kind of kernel source (and so its state-dict prefix).
     KERNEL_SOURCES = {"regions": "region_generator", "grid": "fixed_grid", "maps": "semantic"}
@@ -235,7 +195,6 @@ class DyRegBlock(nn.Module):
                 self.node_dim, self.train_height, self.train_width, num_nodes=self.num_nodes, region_dim=region_dim,
                 variant=self.variant, grid=self.grid, anchors=anchors, size_plus_one=self.switches.size_plus_one,
                 clamp_centers=self.switches.clamp_centers, fixed_size=fixed_size, learn_size=learn_size,
-                gamma_init=self.gamma_init,
             )
             if self.full_res:  # regions live on the full map: anchors and default sizes from H, W
                 self.full_fixed_size = (None if source.fixed_size is None
@@ -322,19 +281,12 @@ class DyRegBlock(nn.Module):
         """
         if not self.position_grad:
             kernels = kernels.detach()
-        return self.position_embedding(self.position_scale * self._training_map(kernels))
+        return self.position_embedding(self._training_map(kernels))
 
-    def motion(self, kernels: Tensor) -> Tensor:
-        """Each node's motion (``node_motion``, not in the paper): a Linear of its kernel's change
-        since the previous frame (``motion_from``: the whole kernel's, or its centre's), zero at
-        the first: ``[B, T, N, H, W] -> [B, T, N, C]``."""
-        if self.motion_from == "centre":
-            size = torch.tensor([kernels.shape[-1], kernels.shape[-2]], dtype=kernels.dtype, device=kernels.device)
-            moving = kernel_centres(kernels) / size                     # [B, T, N, 2] in map widths, heights
-        else:
-            moving = self._training_map(kernels)                        # [B, T, N, H_train * W_train]
-        previous = torch.cat([moving[:, :1], moving[:, :-1]], dim=1)    # frame t-1 (frame 0 for itself)
-        return self.motion_embedding(self.position_scale * (moving - previous))
+    def nodes(self, features: Tensor, kernels: Tensor) -> Tensor:
+        """Eq. 7 and Sec. 3.2: each node pools the map with its kernel and adds its position,
+        ``([B, T, C, H, W], [B, T, N, H, W]) -> [B, T, N, C]``."""
+        return pool_nodes(features, kernels) + self.position(kernels)
 
     def _training_map(self, kernels: Tensor) -> Tensor:
         """Kernels flattened over the training map: ``[B, T, N, H, W] -> [B, T, N, H_train * W_train]``
@@ -366,9 +318,7 @@ class DyRegBlock(nn.Module):
         self._check_input(x)
         features = self.project(x)                                      # X'  [B, T, C, H, W]
         kernels, aux = self.kernels(features, regions)                  # K   [B, T, N, H, W]   Eq. 1-6
-        nodes = pool_nodes(features, kernels) + self.position(kernels)  # v   [B, T, N, C]      Eq. 7, Sec. 3.2
-        if self.node_motion:
-            nodes = nodes + self.motion(kernels)                        # not in the paper (node_motion)
+        nodes = self.nodes(features, kernels)                           # v   [B, T, N, C]      Eq. 7, Sec. 3.2
         updated, attention = self.graph(nodes)                          # v'  [B, T, N, C]      Eq. 8-9
         y = self.project_back(remap_nodes(updated, kernels))            # y   [B, T, C_in, H, W] Eq. 10
         out = x + self.residual_norm(y)                                 # zero scale at init: the identity

@@ -100,7 +100,8 @@ def _check_batch_dims(name: str, tensor: Tensor, batch_shape: torch.Size, kernel
         ) from None
 
 
-def _check_kernels(kernels: Tensor) -> None:
+def check_kernels(kernels: Tensor) -> None:
+    """A ``ValueError`` naming the shape unless ``kernels`` is ``[..., N, H, W]``."""
     if kernels.dim() < 3:
         raise ValueError(f"kernels must have shape [..., N, H, W], got {tuple(kernels.shape)}")
 
@@ -119,7 +120,7 @@ def pool_nodes(features: Tensor, kernels: Tensor) -> Tensor:
     """
     if features.dim() < 3:
         raise ValueError(f"features must have shape [..., C, H, W], got {tuple(features.shape)}")
-    _check_kernels(kernels)
+    check_kernels(kernels)
     if features.shape[-2:] != kernels.shape[-2:]:
         raise ValueError(
             f"features {tuple(features.shape)} and kernels {tuple(kernels.shape)} "
@@ -127,28 +128,6 @@ def pool_nodes(features: Tensor, kernels: Tensor) -> Tensor:
         )
     _check_batch_dims("features", features, features.shape[:-3], kernels)
     return torch.einsum("...chw,...nhw->...nc", features, kernels)
-
-
-def kernel_centres(kernels: Tensor) -> Tensor:
-    r"""Each kernel's centre of mass in map pixels (**not in the paper**; the ``node_motion``
-    experiment of chapter 11 reads its change from frame to frame).
-
-    .. math:: (\bar x_i, \bar y_i) = \sum_{p, q} K_i(p, q)\, (q, p) \Big/ \sum_{p, q} K_i(p, q)
-
-    Args:
-        kernels: ``[..., N, H, W]``, non-negative (a kernel of all zeros has its centre at ``(0, 0)``).
-
-    Returns:
-        ``[..., N, 2]`` as ``(x, y)``, in the module's pixel coordinates.
-    """
-    _check_kernels(kernels)
-    height, width = kernels.shape[-2:]
-    ys = torch.arange(height, dtype=kernels.dtype, device=kernels.device)
-    xs = torch.arange(width, dtype=kernels.dtype, device=kernels.device)
-    mass = kernels.sum((-2, -1)).clamp_min(torch.finfo(kernels.dtype).tiny)
-    x = torch.einsum("...hw,w->...", kernels, xs) / mass
-    y = torch.einsum("...hw,h->...", kernels, ys) / mass
-    return torch.stack([x, y], dim=-1)
 
 
 def remap_nodes(nodes: Tensor, kernels: Tensor) -> Tensor:
@@ -163,7 +142,7 @@ def remap_nodes(nodes: Tensor, kernels: Tensor) -> Tensor:
     Returns:
         ``[..., C, H, W]``.
     """
-    _check_kernels(kernels)
+    check_kernels(kernels)
     if nodes.dim() < 2 or nodes.shape[-2] != kernels.shape[-3]:
         raise ValueError(f"nodes {tuple(nodes.shape)} must be [..., N, C] with the N of kernels {tuple(kernels.shape)}")
     _check_batch_dims("nodes", nodes, nodes.shape[:-2], kernels)

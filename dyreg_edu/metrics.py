@@ -123,6 +123,32 @@ def region_statistics(regions: Tensor, map_height: int, map_width: int) -> dict[
     return {"spread": spread.sum(), "size": size.sum(), "frames": frames.shape[0]}
 
 
+class RegionScores:
+    """The object-centric distance (Appendix F.3) and the regions' spread and size, summed over the
+    batches of a data set: :meth:`add` each batch's regions and the digits' boxes, then :meth:`result`."""
+
+    def __init__(self, map_height: int, map_width: int, video_size: int):
+        self.map_height, self.map_width, self.video_size = map_height, map_width, video_size
+        self.sums, self.shape = [0.0, 0.0, 0, 0], {"spread": 0.0, "size": 0.0, "frames": 0}
+
+    def add(self, regions: Tensor, boxes: Tensor) -> None:
+        """``regions [B, T, N, 4]`` (cx, cy, sx, sy in map pixels), ``boxes [B, T, D, 4]`` (video pixels)."""
+        centers = region_centers(regions.float(), self.map_height, self.map_width)
+        part = distance_sums(centers, box_centers(boxes.to(regions.device), self.video_size))
+        self.sums = [a + float(b) for a, b in zip(self.sums, part)]
+        stats = region_statistics(regions, self.map_height, self.map_width)
+        self.shape = {k: self.shape[k] + float(v) for k, v in stats.items()}
+
+    def result(self) -> dict:
+        """``{"object_centric": {precision, recall, score}, "regions": {spread, size}}`` (``{}`` before any batch)."""
+        if not self.sums[2]:
+            return {}
+        precision, recall = self.sums[0] / self.sums[2], self.sums[1] / self.sums[3]
+        frames = self.shape["frames"]
+        return {"object_centric": {"precision": precision, "recall": recall, "score": harmonic_mean(precision, recall)},
+                "regions": {"spread": self.shape["spread"] / frames, "size": self.shape["size"] / frames}}
+
+
 def motion_blind_ceiling(train_digits: Tensor, train_labels: Tensor, val_digits: Tensor, val_labels: Tensor) -> float:
     """The best accuracy (percent) of a classifier that sees *which* digits a video holds
     but not how they move: for each multiset of digit classes, predict the label that

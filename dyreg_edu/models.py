@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import torch
 import torchvision
-from einops import rearrange, reduce, repeat
+from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from .dyreg import BLOCK_VARIANTS, DyRegBlock
@@ -94,17 +94,16 @@ class SyncMNISTModel(nn.Module):
             shift, :func:`temporal_shift`, in place: an eighth from the next frame, an eighth
             from the previous), so that the plain model can see motion without a graph: the
             motion-aware control of Chapter 7. Adds no parameters.
-        oracle_jitter: ``variant="oracle"`` only (not in the paper): shift every box by a random
-            amount, normal with this spread in video pixels, per axis, frame and digit, in training
-            and evaluation alike, so that the oracle's regions track the digits only this precisely
-            (Chapter 11: how precisely must regions track?). 0: the boxes as they are.
+        block_class: the graph block's class (:class:`~dyreg_edu.dyreg.DyRegBlock`; a research
+            subclass from :mod:`dyreg_edu.experiments` takes its own keywords too).
+        block_kwargs: the block's keywords (its switches).
     """
 
     def __init__(self, variant: str = "dyreg", num_classes: int = 56, num_nodes: int = 9, *, input_size: int = 128,
                  widths=PAPER_BACKBONE["widths"], blocks=PAPER_BACKBONE["blocks"], stem: str = "resnet",
                  node_dim: int = 32, region_dim: int = 32, dropout: float = 0.0, dropout_on: str = "map",
-                 classifier_init: str = "torch", temporal_shift: bool = False, oracle_jitter: float = 0.0,
-                 **block_kwargs):
+                 classifier_init: str = "torch", temporal_shift: bool = False,
+                 block_class: type[DyRegBlock] = DyRegBlock, **block_kwargs):
         super().__init__()
         if variant != "resnet18" and variant not in BLOCK_VARIANTS:
             raise ValueError(f"variant must be 'resnet18' or one of {BLOCK_VARIANTS}, got {variant!r}")
@@ -115,10 +114,7 @@ class SyncMNISTModel(nn.Module):
         stride = {"resnet": 8, "small": 4}.get(stem, 0)
         if stride and input_size % stride:
             raise ValueError(f"input_size must be a multiple of {stride} for stem {stem!r}, got {input_size}")
-        if oracle_jitter < 0 or (oracle_jitter and variant != "oracle"):
-            raise ValueError(f"oracle_jitter must be 0, or a positive spread for variant 'oracle', got {oracle_jitter!r}")
         self.input_size, self.dropout_on, self.temporal_shift = input_size, dropout_on, temporal_shift
-        self.oracle_jitter = oracle_jitter
         self.stem = _stem(stem, widths[0])
         self.layer1 = resnet_stage(widths[0], widths[0], blocks[0], 1)
         self.layer2 = resnet_stage(widths[0], widths[1], blocks[1], 2)
@@ -127,8 +123,8 @@ class SyncMNISTModel(nn.Module):
         self.graph = None
         if variant != "resnet18":
             side = input_size // stride
-            self.graph = DyRegBlock(widths[1], side, side, node_dim=node_dim, region_dim=region_dim,
-                                    variant=variant, num_nodes=num_nodes, **block_kwargs)
+            self.graph = block_class(widths[1], side, side, node_dim=node_dim, region_dim=region_dim,
+                                     variant=variant, num_nodes=num_nodes, **block_kwargs)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(widths[2], num_classes)
         if classifier_init == "authors":
@@ -160,20 +156,17 @@ class SyncMNISTModel(nn.Module):
         ignore them, so a training loop may always pass them."""
         x, aux = self.features(video), {}
         if self.graph is not None:
-            x, aux = self.graph(x, self.oracle_regions(boxes) if self.graph.given_regions else None)
+            x, aux = self.graph(x, self.box_regions(boxes) if self.graph.given_regions else None)
         logits = self.head(x)
         return (logits, aux) if return_aux else logits
 
-    def oracle_regions(self, boxes: Tensor | None) -> Tensor:
-        """The oracle's regions on the graph's map from the boxes: ``[B, T, D, 4] -> [B, T, D, 4]``."""
+    def box_regions(self, boxes: Tensor | None) -> Tensor:
+        """The regions of the digits' boxes on the graph's map (the oracle's, Appendix E.6):
+        ``[B, T, D, 4] -> [B, T, D, 4]``."""
         if boxes is None:
             raise ValueError("variant 'oracle' reads the ground-truth boxes: call model(video, boxes=boxes) "
                              "with boxes [B, T, D, 4] (x1, y1, x2, y2 in video pixels)")
-        boxes = boxes.float()
-        if self.oracle_jitter:
-            shift = self.oracle_jitter * torch.randn(*boxes.shape[:-1], 2, device=boxes.device)  # [B, T, D, (x, y)]
-            boxes = boxes + repeat(shift, "b t d c -> b t d (corner c)", corner=2)
-        return regions_from_boxes(boxes, self.input_size, self.graph.height, self.graph.width)
+        return regions_from_boxes(boxes.float(), self.input_size, self.graph.height, self.graph.width)
 
 
 def _torchvision_init(model: nn.Module) -> None:

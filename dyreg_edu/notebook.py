@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
-import subprocess
 from pathlib import Path
+
+from .runs import cpu_name, describe_device, git_commit  # noqa: F401  (the chapters' provenance)
 
 FAST_ENV = "DYREG_FAST"
 SHARED_ENV = "DYREG_SHARED"
@@ -34,50 +34,6 @@ def device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def cpu_name() -> str:
-    """The CPU model and core count, in words."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def describe_device() -> str:
-    """The accelerator's name, or the CPU model, in words."""
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_name()
-
-
-#: The folders whose changes make a commit ``-dirty`` in :func:`git_commit`.
-CODE_DIRS = ("dyreg_edu", "data_gen", "tools")
-
-
-def git_commit() -> str:
-    """The repository's current commit, or ``"unknown"`` outside a git checkout; with ``-dirty``
-    appended when the code (``dyreg_edu/``, ``data_gen/``, ``tools/``) differs from that commit,
-    so that a result never names a commit whose code is not the code that ran.
-
-    ``DYREG_COMMIT`` names it where the code travels without its ``.git`` (a GPU machine
-    that receives a copy of the working tree; the GPU queue's command sets it).
-    """
-    if os.environ.get("DYREG_COMMIT"):
-        return os.environ["DYREG_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_DIRS],
-                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = out.stdout.strip()
-    if not commit:
-        return "unknown"
-    return commit + "-dirty" if changed.returncode == 0 and changed.stdout.strip() else commit
 
 
 def provenance() -> dict:

@@ -369,11 +369,6 @@ class RegionGenerator(nn.Module):
             for ``dyreg``, ``lite`` and ``no_gru``. ``learn_size=True`` with ``static`` is the
             other reading of the paper's Static ("the features z_i become learnable"): the
             learned z_i then give each node a learned size as well as a learned position.
-        gamma_init: the initial :math:`\gamma` of Eq. 11. ``0.0`` (default) is the paper's: every
-            region starts at its anchor and :math:`W_o` gets no gradient until :math:`\gamma`
-            has grown. A small positive value (**not in the paper**, an experiment of chapter 11)
-            starts the regions a little off their anchors, so that :math:`W_o` learns from the
-            first step.
 
     Shapes: ``forward([B, T, C, H, W]) -> (regions [B, T, N, 4], offsets [B, T, N, 4])``,
     regions as ``(cx, cy, sx, sy)``, offsets as ``(dx, dy, dw, dh)`` (before alpha).
@@ -394,7 +389,6 @@ class RegionGenerator(nn.Module):
         clamp_centers: bool = True,
         fixed_size: float | None = None,
         learn_size: bool | None = None,
-        gamma_init: float = 0.0,
     ):
         super().__init__()
         if variant not in GENERATED_VARIANTS:
@@ -432,9 +426,7 @@ class RegionGenerator(nn.Module):
             self.output_norm = node_norm(region_dim)
         num_offsets = 2 if self.fixed_size is not None else 4
         self.w_o = nn.Linear(region_dim, num_offsets)
-        if isinstance(gamma_init, bool) or not isinstance(gamma_init, (int, float)):
-            raise ValueError(f"gamma_init must be a number, got {gamma_init!r}")
-        self.gamma = nn.Parameter(torch.full((num_offsets,), float(gamma_init)))
+        self.gamma = nn.Parameter(torch.zeros(num_offsets))  # Eq. 11: every region starts at its anchor
         self.register_buffer("anchors", self._anchors(anchors, num_nodes), persistent=False)
 
     def _anchors(self, kind: str, num_nodes: int) -> Tensor:

@@ -62,7 +62,9 @@ from data_gen.ssv2 import SomethingSomethingV2, collate_boxes
 
 from .metrics import harmonic_mean, object_centric_sums, region_centers
 from .models import TSM_STAGES, TSMResNet, collect_aux, param_groups, tsm_resnet
-from .train import _NoBar, _progress, _rng_state, _set_rng_state, _truncate_log, provenance_fields
+from .runs import (Dist, Settings, all_sum, autocast, check_resume, check_settings, git_commit, init_distributed,
+                   load_checkpoint, prepare_run_dir, process_device, progress_bar, provenance_fields, rounded,
+                   save_checkpoint, set_rng_state, truncate_log)
 
 #: The authors' settings (paper Section 4.1, ``train_model.sh``, ``opts.py``).
 PAPER_RECIPE = dict(depth=50, num_frames=16, crop=224, pretrained=True, graph_stages=("res3", "res4", "res5"),
@@ -76,7 +78,7 @@ STAGE_MODULES = {stage: f"backbone.{layer}.{index}.conv2.graph" for stage, ((lay
 
 
 @dataclass
-class SSv2Config:
+class SSv2Config(Settings):
     """Everything that defines a run (saved in every checkpoint and result file)."""
 
     root: str = ""
@@ -124,40 +126,23 @@ class SSv2Config:
         """The base learning rate scaled with the batch: ``base_lr * batch_size / base_batch``."""
         return self.base_lr * self.batch_size / self.base_batch
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SSv2Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - names:
-            raise ValueError(f"unknown settings {sorted(set(d) - names)}")
-        tuples = ("graph_stages", "lr_steps")
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
-
 
 def check_config(cfg: SSv2Config, world: int = 1) -> None:
     """Raise a one-line ``ValueError`` naming the first bad setting."""
     if not (isinstance(cfg.accumulate, int) and cfg.accumulate >= 1):
         raise ValueError(f"accumulate must be a positive number of micro-batches, got {cfg.accumulate!r}")
     per_step = world * cfg.accumulate
-    checks = [
+    check_settings(cfg, [
         ("root", bool(cfg.root), "the folder of the download"),
         ("graph_stages", set(cfg.graph_stages) <= set(TSM_STAGES), f"a subset of {tuple(TSM_STAGES)}"),
         ("regions", cfg.regions in ("dyreg", "fixed"), "'dyreg' or 'fixed'"),
         ("batch_size", cfg.batch_size >= per_step and cfg.batch_size % per_step == 0,
          f"a multiple of processes x accumulate = {per_step}"),
         ("epochs", cfg.epochs > 0, "positive"),
-        ("device", cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "'cpu' or 'cuda'"),
         ("distill_from", set(cfg.distill_from) <= set(cfg.graph_stages), "stages of this model's graphs"),
         ("distill_fraction", 0 <= cfg.distill_fraction <= 1, "in [0, 1]"),
         ("grad_clip", cfg.grad_clip >= 0, "0 (no clipping) or a positive gradient norm"),
-    ]
-    for name, ok, expected in checks:
-        if not ok:
-            raise ValueError(f"{name} must be {expected}, got {getattr(cfg, name)!r}")
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {cfg.device!r} asked for, but torch sees no CUDA GPU (use --device cpu)")
+    ])
 
 
 # --------------------------------------------------------------------------- parts
@@ -197,63 +182,17 @@ def learning_rate_factor(cfg: SSv2Config, epoch: float) -> float:
     return 0.1 ** sum(epoch >= s for s in cfg.lr_steps)
 
 
-def autocast(cfg: SSv2Config):
-    if cfg.device.startswith("cuda") and cfg.amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-# --------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Dist:
-    """This process in a ``torchrun`` job (``rank 0 of 1`` without one)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> Dist:
-    """Join the ``torchrun`` job described by the environment (NCCL on CUDA, gloo on CPU), if any."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world == 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def process_device(cfg: SSv2Config, proc: Dist) -> torch.device:
-    """This process's device: with several processes on CUDA, the GPU of its local rank (made current)."""
-    device = torch.device(f"cuda:{proc.local_rank}" if cfg.device == "cuda" and proc.world > 1 else cfg.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device
-
-
-def all_sum(values: list[float], proc: Dist) -> list[float]:
-    """``values`` summed over the processes (on the current GPU under NCCL, which has no CPU tensors)."""
-    if proc.world == 1:
-        return values
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
+# --------------------------------------------------------------------------- processes (dyreg_edu.runs: Dist, ...)
 
 
 class StepBatches(torch.utils.data.Sampler):
     """The micro-batches of this process from ``start`` to ``stop`` (training steps).
 
     The global batch of step ``s`` is a slice of the epoch's order (a seeded permutation of
-    ``(seed, epoch)``); process ``r`` of ``W`` takes every ``W``-th video of it, cut into
-    ``accumulate`` micro-batches. Items are ``(index, epoch)`` keys, so the crops and frames
-    of a sample depend on nothing else.
+    ``(seed, epoch)``); process ``r`` of ``W`` takes its ``r``-th of ``W`` consecutive shares, cut into
+    ``accumulate`` micro-batches, so that ``W`` processes see the micro-batches that one process with
+    ``W`` times the accumulation sees (the same BatchNorm batches: the same losses). Items are
+    ``(index, epoch)`` keys, so the crops and frames of a sample depend on nothing else.
     """
 
     def __init__(self, num_videos: int, cfg: SSv2Config, proc: Dist, start: int, stop: int):
@@ -269,8 +208,8 @@ class StepBatches(torch.utils.data.Sampler):
             epoch, j = divmod(step, self.steps_per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = self.order(epoch), epoch
-            mine = order[j * B:(j + 1) * B][self.proc.rank::self.proc.world].tolist()
-            for part in torch.tensor(mine).chunk(self.cfg.accumulate):
+            mine = order[j * B:(j + 1) * B].chunk(self.proc.world)[self.proc.rank]
+            for part in mine.chunk(self.cfg.accumulate):
                 yield [(i, epoch) for i in part.tolist()]
 
     def __len__(self) -> int:
@@ -311,12 +250,12 @@ def evaluate(model: TSMResNet, data: SomethingSomethingV2, *, batch_size: int = 
     proc = proc or Dist()
     net = at_size(model.module if hasattr(model, "module") else model, data.crop).eval()
     device = next(net.parameters()).device
-    ctx = autocast(cfg) if cfg is not None else contextlib.nullcontext()
+    ctx = autocast(cfg.device, cfg.amp) if cfg is not None else contextlib.nullcontext()
     mine = list(range(proc.rank, len(data), proc.world))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, mine), batch_size=batch_size,
                                          num_workers=workers, collate_fn=collate_boxes)
     counts, sums = [0.0, 0.0, 0.0, 0.0], {}
-    bar = _progress(loader, progress, f"eval {data.mode}") if progress else _NoBar(loader)
+    bar = progress_bar(loader, progress, f"eval {data.mode}")
     for batch in bar:
         frames, labels = batch["frames"].to(device), batch["label"].to(device)
         views = frames.shape[1] if frames.dim() == 6 else 1
@@ -359,7 +298,8 @@ def evaluate_both(model, cfg: SSv2Config, *, proc: Dist | None = None, progress:
 def load_model_file(path, *, num_frames: int = 16) -> TSMResNet:
     """A model from our checkpoint (``checkpoint.pt``: ``model`` + ``config``) or the authors'
     ``.pth.tar`` (:func:`~dyreg_edu.official.tsm_from_official`), in eval mode."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path, keys=(), expected="a checkpoint of dyreg_edu.train_ssv2 ('model' and 'config') "
+                                                   "or the authors' released .pth.tar ('state_dict')")
     if "config" in ckpt and "model" in ckpt:
         cfg = dataclasses.replace(SSv2Config.from_dict(ckpt["config"]), pretrained=False)
         model = build_model(cfg, ckpt["model"]["classifier.weight"].shape[0])
@@ -387,17 +327,6 @@ def distillation_loss(student_aux: dict, teacher_aux: dict[str, dict]) -> Tensor
     return torch.stack(losses).mean()
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Path, model, optimizer, cfg: SSv2Config, state: dict) -> None:
-    """Model, optimiser, config, progress and RNG states; written whole or not at all."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg.to_dict(),
-                "state": state, "rng": _rng_state(cfg.device)}, tmp)
-    tmp.replace(path)
-
-
 # --------------------------------------------------------------------------- the loop
 
 
@@ -414,14 +343,10 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
     proc = init_distributed(cfg.device)
     check_config(cfg, proc.world)
     out = Path(out_dir)
-    ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
-    if not resume and ckpt_path.exists():
-        raise ValueError(f"{ckpt_path} exists: pass --resume to continue it, or another --out")
-    if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"no checkpoint at {ckpt_path} to resume from")
+    ckpt_path, log_path = prepare_run_dir(out, resume)
     if proc.main:
         out.mkdir(parents=True, exist_ok=True)
-    device = process_device(cfg, proc)
+    device = process_device(cfg.device, proc)
     train_data = build_data(cfg, "train")
     val_data = build_data(cfg, "validation", "val")
     torch.manual_seed(cfg.seed)
@@ -429,20 +354,16 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
     optimizer = torch.optim.SGD(param_groups(model, cfg.lr, cfg.weight_decay, fc_lr5=cfg.fc_lr5), lr=cfg.lr,
                                 momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    from .notebook import git_commit
-
     state = {"step": 0, "seconds": 0.0, "best_top1": None, "commit": git_commit()}
     if resume:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        saved = SSv2Config.from_dict(ckpt["config"])
-        if dataclasses.replace(saved, device=cfg.device, workers=cfg.workers) != cfg:
-            raise ValueError(f"{ckpt_path} was made with another configuration; resume with the same settings")
+        ckpt = load_checkpoint(ckpt_path)
+        check_resume(SSv2Config.from_dict(ckpt["config"]), cfg, ckpt_path, device=cfg.device, workers=cfg.workers)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
         if proc.main:
-            _truncate_log(log_path, state["step"])
+            truncate_log(log_path, state["step"])
     elif proc.main and log_path.exists():
         log_path.unlink()
     teachers = {stage: load_model_file(path, num_frames=cfg.num_frames).to(device) for stage, path in cfg.distill_from.items()}
@@ -465,7 +386,7 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
                                          pin_memory=device.type == "cuda", persistent_workers=False)
     deadline = time.time() + 60 * max_minutes if max_minutes is not None else math.inf
     last_save = time.time()
-    bar = _progress(range(state["step"], stop), progress and proc.main, "ssv2", initial=state["step"], total=stop)
+    bar = progress_bar(range(state["step"], stop), progress and proc.main, "ssv2", initial=state["step"], total=stop)
     batches = iter(loader)
     log = log_path.open("a") if proc.main else None
     try:
@@ -481,7 +402,7 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
                 batch = next(batches)
                 frames, labels = batch["frames"].to(device, non_blocking=True), batch["label"].to(device)
                 sync = micro == cfg.accumulate - 1 or proc.world == 1
-                with (contextlib.nullcontext() if sync else net.no_sync()), autocast(cfg):
+                with (contextlib.nullcontext() if sync else net.no_sync()), autocast(cfg.device, cfg.amp):
                     with collect_aux(model) as aux:
                         logits = net(frames).float()
                     loss = F.cross_entropy(logits, labels)
@@ -533,7 +454,7 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
               "epochs": round(state["step"] / steps_per_epoch, 4), "train_videos": state["step"] * cfg.batch_size,
               "classes": len(train_data.classes), "processes": proc.world}
     if final_eval:
-        result["evaluation"] = _rounded(evaluate_both(model, cfg, proc=proc))
+        result["evaluation"] = rounded(evaluate_both(model, cfg, proc=proc))
     result.update(provenance_fields(command or "dyreg_edu.train_ssv2.train(...)", state["seconds"], str(device)))
     if state.get("commit") and state["commit"] != result["commit"]:
         result["result_commit"], result["commit"] = result["commit"], state["commit"]
@@ -543,10 +464,6 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
     if proc.world > 1:
         dist.barrier()
     return result
-
-
-def _rounded(d):
-    return {k: round(v, 4) if isinstance(v, float) else _rounded(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -622,9 +539,9 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         if args.evaluate:
             proc = init_distributed(cfg.device)
-            model = load_model_file(args.evaluate, num_frames=cfg.num_frames).to(process_device(cfg, proc))
+            model = load_model_file(args.evaluate, num_frames=cfg.num_frames).to(process_device(cfg.device, proc))
             cfg = dataclasses.replace(cfg, graph_stages=model.graph_stages, regions=model.regions)
-            result = {"checkpoint": args.evaluate, **_rounded(evaluate_both(model, cfg, proc=proc, progress=not args.no_progress)),
+            result = {"checkpoint": args.evaluate, **rounded(evaluate_both(model, cfg, proc=proc, progress=not args.no_progress)),
                       **provenance_fields(command, 0.0, cfg.device)}
             if proc.main:
                 print(json.dumps(result, indent=2))

@@ -186,10 +186,6 @@ def test_clamp_and_position_gradient_switches():
         (lambda: synthetic_block(variant="fixed", fixed_pooling="gauss"), "fixed_pooling must be 'area' or 'tent', got 'gauss'"),
         (lambda: synthetic_block(variant="fixed", fixed_size=3.0), "fixed_size applies to .*fixed_pooling='tent'"),
         (lambda: synthetic_block(variant="pos_only", fixed_size=0.0), "fixed_size must be a positive half-extent in pixels, got 0.0"),
-        (lambda: synthetic_block(node_motion="yes"), "node_motion must be True or False, got 'yes'"),
-        (lambda: synthetic_block(position_scale=0.0), "position_scale must be a positive number, got 0.0"),
-        (lambda: synthetic_block(position_scale="10"), "position_scale must be a positive number, got '10'"),
-        (lambda: synthetic_block(motion_from="box"), r"motion_from must be one of \('kernel', 'centre'\), got 'box'"),
         (lambda: DyRegBlock(128, 16, 16, node_dim=0), r"node_dim must be a positive int \(or None: the block's own\), got 0"),
         (lambda: synthetic_block(train_height=0), "train_height must be a positive int"),
     ],
@@ -208,12 +204,14 @@ def test_bad_input_shape_is_named(shape):
         synthetic_block()(torch.randn(*shape))
 
 
-def test_residual_scale_init_opens_the_branch():
-    x = torch.randn(1, 3, 128, 16, 16)
-    assert torch.equal(synthetic_block()(x)[0], x)  # the authors' zero start: the identity
-    opened = synthetic_block(residual_scale_init=1.0)
-    assert (opened(x)[0] - x).abs().max() > 0.1
-    assert torch.all(opened.residual_norm.scale == 1.0)
+def test_the_block_keeps_only_the_papers_and_the_authors_keywords():
+    """Research switches live in dyreg_edu.experiments, not in the method's signature (at most 20 keywords)."""
+    import inspect
+
+    keywords = [p for p in inspect.signature(DyRegBlock).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert len(keywords) <= 20
+    assert not {"residual_scale_init", "node_motion", "motion_from", "position_scale", "gamma_init"} & {p.name for p in keywords}
+    assert torch.equal(synthetic_block().residual_norm.scale, torch.zeros(128))  # the authors' zero start: the identity
 
 
 def test_static_with_learned_sizes_is_the_other_reading():
@@ -316,81 +314,11 @@ def test_the_oracle_needs_its_regions_and_only_it_takes_them():
         DyRegBlock(32, 16, 16, variant="oracle", fixed_size=2.0)
 
 
-def test_node_motion_adds_each_nodes_step_and_is_off_by_default():
-    """``node_motion`` (not in the paper): nodes also get a Linear of their kernel's change since
-    the previous frame; off, the block has exactly the authors' parameters."""
-    from dyreg_edu.kernels import pool_nodes, region_kernels
-
-    assert not hasattr(DyRegBlock(32, 16, 16, variant="oracle", num_nodes=3), "motion_embedding")
-    torch.manual_seed(4)
-    block = randomise_zero_inits(DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle", node_motion=True))
-    x = torch.randn(2, 4, 32, 16, 16)
-    regions = torch.cat([torch.rand(2, 4, 3, 2) * 15, torch.full((2, 4, 3, 2), 1.5)], -1)
-    _, aux = block(x, regions)
-    kernels = region_kernels(regions, 16, 16)
-    change = kernels[:, 1:] - kernels[:, :-1]
-    motion = block.motion_embedding(change.flatten(-2))
-    expected = pool_nodes(x, kernels) + block.position(kernels)
-    torch.testing.assert_close(aux["nodes_in"][:, 1:], expected[:, 1:] + motion)
-    torch.testing.assert_close(aux["nodes_in"][:, 0], expected[:, 0] + block.motion_embedding.bias)  # no step yet
-    still = regions[:, :1].expand(-1, 4, -1, -1)  # regions that do not move: only the bias
-    torch.testing.assert_close(block.motion(region_kernels(still, 16, 16)),
-                               block.motion_embedding.bias.expand(2, 4, 3, -1))
-
-
-def test_node_motion_from_the_centre_is_each_regions_step_in_map_widths():
-    """``motion_from="centre"`` (not in the paper): the motion input is the step of each kernel's
-    centre since the previous frame, in map widths and heights, times ``position_scale``."""
-    from dyreg_edu.kernels import region_kernels
-
-    torch.manual_seed(6)
-    block = randomise_zero_inits(DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle", node_motion=True,
-                                            motion_from="centre", position_scale=25.0))
-    assert block.motion_embedding.in_features == 2
-    centres = 4 + torch.rand(2, 4, 3, 2) * 8  # tents of half-size 2 stay inside the 16 x 16 map
-    regions = torch.cat([centres, torch.full((2, 4, 3, 2), 2.0)], -1)
-    steps = torch.cat([torch.zeros(2, 1, 3, 2), centres[:, 1:] - centres[:, :-1]], 1) / 16
-    expected = block.motion_embedding(25.0 * steps)
-    torch.testing.assert_close(block.motion(region_kernels(regions, 16, 16)), expected, rtol=1e-4, atol=1e-4)
-
-
-def test_position_scale_is_the_same_function_with_a_scaled_input():
-    """``position_scale`` (not in the paper) multiplies the kernels the position and motion
-    embeddings read: a block with scale ``s`` equals one with scale 1 whose two Linears have
-    ``s`` times the weights (same biases), and 1.0 is the default."""
-    assert DyRegBlock(32, 16, 16, variant="oracle", num_nodes=3).position_scale == 1.0
-    torch.manual_seed(5)
-    scaled = randomise_zero_inits(DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle", node_motion=True,
-                                             position_scale=40.0))
-    plain = DyRegBlock(32, 16, 16, num_nodes=3, variant="oracle", node_motion=True)
-    plain.load_state_dict(scaled.state_dict())
-    with torch.no_grad():
-        plain.position_embedding.weight.mul_(40.0)
-        plain.motion_embedding.weight.mul_(40.0)
-    x = torch.randn(2, 4, 32, 16, 16)
-    regions = torch.cat([torch.rand(2, 4, 3, 2) * 15, torch.full((2, 4, 3, 2), 1.5)], -1)
-    (y_scaled, aux_scaled), (y_plain, aux_plain) = scaled(x, regions), plain(x, regions)
-    torch.testing.assert_close(aux_scaled["nodes_in"], aux_plain["nodes_in"], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(y_scaled, y_plain, rtol=1e-4, atol=1e-4)
-
-
-def test_gamma_init_moves_the_regions_off_their_anchors_from_the_start():
-    """``gamma_init`` (not in the paper): 0.0, the default, puts every region on its anchor and
-    gives W_o no gradient; a positive value moves them and lets W_o learn at once."""
+def test_every_region_starts_on_its_anchor():
+    """Eq. 11's gamma is 0 at initialisation: every region on its anchor (another start: experiments.init)."""
     x = torch.randn(2, 3, 32, 16, 16)  # the region generator reads the projected map (node_dim 32)
     paper = synthetic_block(anchors="grid")
     assert torch.equal(paper.region_generator.gamma, torch.zeros(4))
     regions, _ = paper.region_generator(x)
     anchors = paper.region_generator.anchors
     torch.testing.assert_close(regions[..., :2], anchors.expand_as(regions[..., :2]))
-    torch.manual_seed(0)
-    moved = synthetic_block(anchors="grid", gamma_init=0.3)
-    assert torch.equal(moved.region_generator.gamma, torch.full((4,), 0.3))
-    regions, _ = moved.region_generator(x)
-    assert (regions[..., :2] - anchors).abs().amax() > 0.1
-    regions[..., :2].sum().backward()
-    assert moved.region_generator.w_o.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="gamma_init applies to generated regions"):
-        synthetic_block(variant="fixed", gamma_init=0.3)
-    with pytest.raises(ValueError, match="gamma_init must be a number"):
-        synthetic_block(gamma_init="small")

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dyreg_edu.kernels import area_weights, grid_kernels, kernel_centres, pool_nodes, region_kernels, remap_nodes, tent
+from dyreg_edu.kernels import area_weights, grid_kernels, pool_nodes, region_kernels, remap_nodes, tent
 
 
 def test_tent_matches_equation_6():
@@ -99,20 +99,8 @@ def test_area_kernels_partition_the_map():
         (lambda: pool_nodes(torch.randn(2, 4, 16, 16), torch.rand(3, 9, 16, 16)), "broadcastable leading"),
         (lambda: remap_nodes(torch.randn(8, 32), torch.rand(9, 16, 16)), r"\(8, 32\).*\(9, 16, 16\)"),
         (lambda: remap_nodes(torch.randn(2, 9, 32), torch.rand(3, 9, 16, 16)), "broadcastable leading"),
-        (lambda: kernel_centres(torch.rand(16, 16)), r"\[\.\.\., N, H, W\].*\(16, 16\)"),
     ],
 )
 def test_bad_input_names_what_it_got(call, message):
     with pytest.raises(ValueError, match=message):
         call()
-
-
-def test_kernel_centres_are_the_regions_centres_away_from_the_border():
-    """With whole-pixel half-sizes a region's sampled kernel (Eq. 5) has the region's centre as its
-    centre of mass, at any sub-pixel centre, while the tent stays inside the map; one pixel is its
-    own centre."""
-    regions = torch.tensor([[[5.0, 9.0, 2.0, 3.0], [10.25, 4.5, 1.0, 2.0]]])
-    torch.testing.assert_close(kernel_centres(region_kernels(regions, 16, 16)), regions[..., :2])
-    pixel = torch.zeros(1, 4, 8)
-    pixel[0, 1, 6] = 1.0
-    torch.testing.assert_close(kernel_centres(pixel), torch.tensor([[6.0, 1.0]]))

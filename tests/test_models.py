@@ -41,6 +41,7 @@ def test_syncmnist_forward_and_aux():
     assert aux["kernels"].shape == (2, 10, 9, 16, 16)
 
 
+@pytest.mark.slow
 def test_tsm_macs_and_shapes_on_the_meta_device():
     video = torch.empty(1, 16, 3, 224, 224, device="meta")
     base = count_macs(tsm_resnet().to("meta"), video)

@@ -1,10 +1,10 @@
-"""The graph-alone experiment (dyreg_edu.relation)."""
+"""The graph-alone experiment (dyreg_edu.experiments.relation)."""
 
 import dataclasses
 import pytest
 import torch
 
-from dyreg_edu import relation
+from dyreg_edu.experiments import relation
 
 
 def fake_batch():

@@ -150,6 +150,7 @@ def test_subsets_by_class_and_fraction(root):
         SomethingSomethingV2(root, "dev")
 
 
+@pytest.mark.slow
 def test_jpeg_layout_reads_the_same_frames(root, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)

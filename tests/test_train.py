@@ -1,13 +1,12 @@
 """The trainer: every variant learns, exact resume, checkpoints, load_trained, the CLI's errors."""
 
-import dataclasses
 import json
 
 import pytest
 import torch
 
-from dyreg_edu import ablations, train
-from dyreg_edu.train import MODEL_VARIANTS, config, digit_targets, load_trained
+from dyreg_edu import runs, train
+from dyreg_edu.train import MODEL_VARIANTS, config, load_trained
 from dyreg_edu.layers import count_parameters
 
 
@@ -57,7 +56,7 @@ def test_checkpoint_loads_weights_only_and_load_trained_rebuilds(tmp_path):
     train.train(tiny("pos_only"), tmp_path / "run", max_steps=2, progress=False)
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert {"model", "optimizer", "config", "state", "rng"} <= set(ckpt)
-    path = train.export_checkpoint(tmp_path / "run", tmp_path / "multisync_tiny_pos_only.pt")
+    path = runs.export_checkpoint(tmp_path / "run", tmp_path / "multisync_tiny_pos_only.pt")
     model, val = load_trained(path)
     assert not model.training and len(val) == 4 and val.split == "val" and val.size == 32
     batch = val.batch(range(4))
@@ -67,14 +66,6 @@ def test_checkpoint_loads_weights_only_and_load_trained_rebuilds(tmp_path):
     full.load_state_dict(ckpt["model"])
     reference = full.eval()(batch["video"][:, :, None].float() / 255)
     assert (logits - reference).abs().max() < 5e-2  # the exported copy is fp16
-
-
-def test_digit_targets_mark_the_centre_cells():
-    boxes = torch.tensor([[[[0.0, 0.0, 7.0, 7.0], [24.0, 8.0, 31.0, 15.0]]]])  # [B=1, T=1, D=2, 4] in a 32-px video
-    target = digit_targets(boxes, torch.tensor([[3, 7]]), map_size=8, video_size=32)
-    assert target.shape == (1, 1, 8, 8)
-    assert target[0, 0, 0, 0] == 3 and target[0, 0, 2, 6] == 7
-    assert (target == 10).sum() == 62
 
 
 def test_learning_rate_schedule():
@@ -89,25 +80,17 @@ def test_learning_rate_schedule():
     [
         (["--variant", "graph"], "variant must be one of"),
         (["--variant", "dyreg", "--scale", "huge"], "scale must be one of"),
-        (["--variant", "dyreg", "--batch-size", "0"], "batch_size must be a positive int, got 0"),
+        (["--variant", "dyreg", "--batch-size", "0"], "batch_size must be a positive multiple of processes x accumulate = 1, got 0"),
+        (["--variant", "dyreg", "--batch-size", "9", "--accumulate", "2"], "batch_size must be a positive multiple of processes x accumulate = 2, got 9"),
+        (["--variant", "dyreg", "--accumulate", "0"], "accumulate must be a positive int of micro-batches a step, got 0"),
         (["--variant", "dyreg", "--lr", "-1"], "lr must be positive, got -1.0"),
         (["--variant", "dyreg", "--max-minutes", "0"], "max_minutes must be positive, got 0.0"),
         (["--variant", "dyreg", "--resume"], "no checkpoint at"),
         (["--variant", "dyreg", "--digit-size", "40"], "digit_size must be None or an int of 1 to 32 pixels"),
         (["--variant", "dyreg", "--max-step", "0.3"], "max_step must be None or a positive multiple of 0.5 pixels, got 0.3"),
         (["--variant", "dyreg", "--block", "foo=1"], "--block wants KEY=VALUE with KEY one of"),
-        (["--variant", "dyreg", "--block", "node_motion"], "got 'node_motion'"),
-        (["--variant", "oracle", "--block", "node_motion=True", "--block", "motion_from=box"],
-         "motion_from must be one of ('kernel', 'centre'), got 'box'"),
-        (["--variant", "dyreg", "--freeze-head"], "freeze_head must be False unless head_init is a checkpoint (.pt)"),
-        (["--variant", "dyreg", "--head-init", "oracle"], "head_init must be 'none', 'resnet18' or the path of a trained checkpoint"),
-        (["--variant", "dyreg", "--head-init", "missing.pt"], "head_init 'missing.pt': no such checkpoint"),
-        (["--variant", "dyreg", "--freeze-regions"], "freeze_regions must be False unless regions_init names the checkpoint"),
-        (["--variant", "dyreg", "--regions-init", "missing.pt"], "regions_init 'missing.pt': no such checkpoint"),
-        (["--variant", "dyreg", "--oracle-jitter", "1"], "oracle_jitter must be 0, or a positive spread in video pixels for the oracle"),
-        (["--variant", "fixed", "--box-loss", "1"], "box_loss must be 0, or a positive weight for a variant that makes"),
-        (["--variant", "dyreg", "--num-nodes", "2", "--box-loss", "1"], "with num_nodes >= num_digits (2 nodes, 3 digits)"),
-        (["--variant", "dyreg", "--box-loss-steps", "100"], "box_loss_steps must be 0 (every step), or a positive int of steps with box_loss > 0"),
+        (["--variant", "dyreg", "--block", "node_motion=True"], "--block wants KEY=VALUE with KEY one of"),
+        (["--variant", "dyreg", "--head-init", "oracle"], "head_init must be 'none' or 'resnet18'"),
         (["--variant", "dyreg", "--block", "normalize_kernels=false"], "--block normalize_kernels wants bool or None, got 'false' (True or False)"),
         (["--variant", "pos_only", "--block", "fixed_size=abc"], "--block fixed_size wants float or None or int, got 'abc'"),
         (["--variant", "dyreg", "--digit-steps", "0"], "digit_steps must be a positive int of pretraining steps, got 0"),
@@ -122,23 +105,6 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
     assert message in err and "\n" not in err and "Traceback" not in err
 
 
-def test_block_switches_read_literals_and_words():
-    assert train.block_switches(["node_motion=True", "motion_from=centre", "position_scale=25", "grid=(3, 3)"]) == {
-        "node_motion": True, "motion_from": "centre", "position_scale": 25, "grid": (3, 3)}
-
-
-def test_other_data_get_their_own_cached_backbone_and_plain_model():
-    """num_digits, num_frames and data_seed are part of the data: a backbone cached for the
-    committed design is never reused (or overwritten) for another."""
-    committed = config("dyreg", "mini")
-    names = {train.digit_backbone_path(committed).name, train.resnet_head_path(committed).name}
-    assert names == {"multisync_mini_digits.pt", "multisync_mini_resnet18.pt"}
-    for other in (dict(num_digits=4), dict(num_frames=6), dict(data_seed=1)):
-        cfg = config("dyreg", "mini", **other)
-        assert not names & {train.digit_backbone_path(cfg).name, train.resnet_head_path(cfg).name}, other
-    assert train.digit_backbone_path(config("dyreg", "mini", num_digits=4)).name == "multisync_mini_d4_digits.pt"
-
-
 def test_cli_trains_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(train.SCALES, "mini", {**train.SCALES["mini"], **dict(
         size=32, num_digits=2, num_frames=3, train_videos=16, val_videos=4, backbone="scratch", freeze_backbone=False, head_init="none")})
@@ -150,88 +116,6 @@ def test_cli_trains_and_resumes(tmp_path, monkeypatch, capsys):
     assert [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
-def test_ablation_runs_and_tables(tmp_path, monkeypatch):
-    assert [r.name for r in ablations.table_runs("5", "paper")] == ["resnet18", "fixed", "static", "constant_time", "pos_only",
-                                                                   "dyreg", "oracle"]
-    assert [r.name for r in ablations.table_runs("5")][:4] == ["resnet18", "resnet18_continued", "resnet18_tsm", "fixed"]
-    control = ablations.run_of("resnet18_continued").config("mini")
-    assert (control.variant, control.head_init, control.epochs) == ("resnet18", "resnet18", config("dyreg", "mini").epochs)
-    assert not control.temporal_shift
-    motion = ablations.run_of("resnet18_tsm").config("mini")
-    assert motion.temporal_shift and dataclasses.replace(motion, temporal_shift=False) == control
-    assert ablations.run_of("dyreg_nodes16").overrides == {"num_nodes": 16}
-    assert ablations.run_of("pos_only_size1").overrides == {"block": {"fixed_size": 1.0}}
-    assert ablations.run_of("pos_only_size2.67").overrides["block"]["fixed_size"] == pytest.approx(16 / 6)
-    with pytest.raises(ValueError, match="table must be one of"):
-        ablations.table_runs("8")
-    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path)
-    (tmp_path / "dyreg.json").write_text(json.dumps({"val_accuracy": 61.5, "train_videos": 100, "wall_seconds": 60.0,
-                                                      "object_centric": {"score": 0.1}}))
-    text = ablations.write_table("9", "mini").read_text()
-    assert "| DyReg-GNN | 95.09 | 61.50 | – | 0.100 | 100 | 1.0 |" in text
-    assert "| DyReg-GNN without GRU | 91.91 | – |" in text
-
-
-def test_digit_backbone_is_pretrained_once_and_loaded(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "digit_backbone_path", lambda cfg: tmp_path / "digits.pt")
-    cfg = tiny("resnet18", backbone="digits", freeze_backbone=True, train_videos=4000)
-    monkeypatch.setattr(train, "pretrain_digits", lambda c, **kw: _real_pretrain(c, steps=3, batch_size=4))
-    model = train.build_model(cfg)
-    report = train.load_digit_backbone(cfg, model, progress=False)
-    assert set(report) >= {"digit_cell_accuracy", "background_accuracy", "commit", "wall_seconds"}
-    saved = torch.load(tmp_path / "digits.pt", weights_only=True)
-    assert all(k.split(".")[0] in train.BACKBONE_PARTS for k in saved["model"])
-    assert torch.equal(model.stem[0].weight, saved["model"]["stem.0.weight"])
-    other = dataclasses.replace(cfg, num_digits=3)
-    with pytest.raises(ValueError, match="was trained for"):
-        train.load_digit_backbone(other, train.build_model(other), progress=False)
-
-
-_real_pretrain = train.pretrain_digits
-
-
-def test_head_init_needs_the_plain_model(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "resnet_head_path", lambda cfg: tmp_path / "plain.pt")
-    with pytest.raises(FileNotFoundError, match="needs the trained plain model first"):
-        train.train(tiny("dyreg", head_init="resnet18"), tmp_path / "run", max_steps=1, progress=False)
-    train.train(tiny("resnet18"), tmp_path / "plain", max_steps=2, progress=False)
-    train.export_checkpoint(tmp_path / "plain", tmp_path / "plain.pt")
-    cfg = tiny("dyreg", head_init="resnet18")
-    model = train.build_model(cfg)
-    train.load_resnet_head(cfg, model)
-    plain, _ = load_trained(tmp_path / "plain.pt")
-    assert torch.equal(model.classifier.weight, plain.classifier.weight)
-    video = torch.rand(2, 3, 1, 32, 32)
-    assert torch.allclose(model.eval()(video), plain(video), atol=1e-5)  # the block is the identity at init
-
-
-def test_head_init_from_a_trained_checkpoint_and_freeze_head(tmp_path):
-    switches = dict(node_motion=True, motion_from="centre")
-    train.train(tiny("oracle", block=switches), tmp_path / "oracle", max_steps=2, progress=False)
-    path = train.export_checkpoint(tmp_path / "oracle", tmp_path / "oracle.pt", half=False)
-    trained = torch.load(path, weights_only=True)["model"]
-    cfg = tiny("dyreg", num_nodes=2, block=switches, head_init=str(path), freeze_head=True)
-    before = train.build_model(cfg).state_dict()
-    result = train.train(cfg, tmp_path / "run", max_steps=3, progress=False)
-    after = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
-    head = [k for k in after if k.split(".")[0] in ("layer3", "graph", "classifier") and ".region_generator." not in k]
-    assert head and all(torch.equal(after[k], trained[k]) for k in head)  # loaded, then frozen
-    regions = [k for k in after if ".region_generator." in k and after[k].is_floating_point()]
-    assert any(not torch.equal(after[k], before[k]) for k in regions)  # only the regions learn
-    assert result["head_init"]["variant"] == "oracle" and result["head_init"]["path"] == str(path)
-    assert result["head_init"]["kernel_source"] == "initialised"  # the oracle has no region generator
-    mine = train.export_checkpoint(tmp_path / "run", tmp_path / "dyreg.pt", half=False)
-    again = train.build_model(cfg)
-    assert train.load_trained_head(dataclasses.replace(cfg, head_init=str(mine)), again)["kernel_source"] == "copied"  # a DyReg's generator fits a DyReg
-    assert all(torch.equal(again.state_dict()[k], after[k]) for k in regions)
-    with pytest.raises(ValueError, match="does not fit this model's head"):  # no motion embedding there
-        train.train(tiny("dyreg", head_init=str(path)), tmp_path / "other", max_steps=1, progress=False)
-    with pytest.raises(ValueError, match="freeze_head must be False unless head_init is a checkpoint"):
-        tiny("dyreg", freeze_head=True)
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        train.train(tiny("dyreg", head_init=str(tmp_path / "none.pt")), tmp_path / "none", max_steps=1, progress=False)
-
-
 def test_still_videos_remove_the_motion(tmp_path):
     cfg = tiny("resnet18")
     model = train.build_model(cfg).eval()
@@ -239,14 +123,6 @@ def test_still_videos_remove_the_motion(tmp_path):
     moving, still = train.evaluate(model, data), train.evaluate(model, data, still=True)
     assert moving["val_videos"] == still["val_videos"] == 4
     assert moving["val_loss"] != still["val_loss"]
-
-
-def test_digit_offsets_place_the_centre_in_its_cell():
-    boxes = torch.tensor([[[[0.0, 0.0, 7.0, 7.0], [26.0, 9.0, 33.0, 16.0]]]])  # centres (3.5, 3.5), (29.5, 12.5)
-    offsets, mask = train.digit_offsets(boxes, map_size=8, video_size=32)  # cells of 4 pixels
-    assert mask.sum() == 2 and mask[0, 0, 0, 0] and mask[0, 0, 3, 7]
-    assert offsets[0, 0, :, 0, 0].tolist() == [0.75, 0.75]  # 3.5 px = 0.875 cells: 2 * (0.875 - 0.5)
-    assert offsets[0, 0, :, 3, 7].tolist() == pytest.approx([-0.25, -0.75])  # (7.375, 3.125) cells
 
 
 def test_paper_scale_is_the_papers_model_and_data():
@@ -303,7 +179,8 @@ def test_recompute_batchnorm_gives_the_exact_statistics_of_its_batches():
 
 def test_recompute_batchnorm_leaves_frozen_batchnorms_alone():
     from torch import nn
-    from dyreg_edu.train import build_data, build_model, freeze, recompute_batchnorm
+    from dyreg_edu.mini import freeze_backbone as freeze
+    from dyreg_edu.train import build_data, build_model, recompute_batchnorm
 
     cfg = tiny("resnet18", train_videos=16)
     model, data = build_model(cfg), build_data(cfg, "train")
@@ -312,22 +189,6 @@ def test_recompute_batchnorm_leaves_frozen_batchnorms_alone():
     before = frozen.running_mean.clone()
     recompute_batchnorm(model, data, cfg, batches=1)
     assert torch.equal(frozen.running_mean, before)
-
-
-def test_a_design_has_its_own_backbone_head_and_results():
-    committed = config("dyreg", "mini")
-    other = config("dyreg", "mini", digit_size=14, max_step=5.0)
-    assert train.design_tag(committed) == "" and train.design_summary(committed) == ""
-    assert train.design_tag(other) == "_px14_step5"
-    assert train.design_summary(other) == ", 14-pixel digits, steps up to 5 pixels"
-    assert train.digit_backbone_path(other).name == "multisync_mini_px14_step5_digits.pt"
-    assert train.resnet_head_path(other).name == "multisync_mini_px14_step5_resnet18.pt"
-    assert ablations.results_dir("mini", digit_size=14, max_step=5.0).name == "px14_step5"
-    assert ablations.results_dir("mini", digit_steps=6000).name == "digits6000"
-    assert ablations.results_dir("mini").name == "mini"
-    assert train._backbone_config(other)["digit_size"] == 14 and "digit_size" not in train._backbone_config(committed)
-    data = train.build_data(dataclasses.replace(other, val_videos=2), "val")
-    assert data.geometry.digit_hi == 28 and data.geometry.step_hi == 10
 
 
 def test_the_oracle_has_a_node_per_digit_and_reads_the_boxes():
@@ -348,179 +209,62 @@ def test_the_oracle_has_a_node_per_digit_and_reads_the_boxes():
     assert train.evaluate(model, data)["object_centric"]["score"] < 1e-6  # the regions are the boxes
 
 
-def test_a_design_run_records_a_command_that_names_the_design(tmp_path, monkeypatch):
-    seen = {}
-
-    def fake_train(cfg, out, **kwargs):
-        seen.update(cfg=cfg, out=out, command=kwargs["command"])
-        return {"finished": False}
-
-    monkeypatch.setattr(ablations, "train", fake_train)
-    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path / "results")  # no finished run there
-    common = {"device": "cpu", "digit_size": 14, "max_step": 5.0}
-    ablations.run_one(ablations.run_of("oracle"), "mini", tmp_path / "runs", deadline=float("inf"), common=common,
-                      progress=False)
-    assert seen["command"].startswith("python -m dyreg_edu.train --variant oracle --scale mini --digit-size 14 --max-step 5 --out ")
-    assert (seen["cfg"].digit_size, seen["cfg"].max_step, seen["cfg"].num_nodes) == (14, 5.0, 3)
-    argv = seen["command"].split(" (via")[0].split()[3:]  # the command trains the same configuration
-    assert train.parser().parse_args(argv).digit_size == 14
 
 
-def test_read_log_gives_a_runs_records_and_nothing_for_a_run_without_a_log(tmp_path):
-    log = tmp_path / "log.jsonl"
-    log.write_text('{"step": 1, "loss": 2.5}\n\n{"step": 2, "loss": 2.0, "val_accuracy": 30.0}\n')
-    assert ablations.read_log(log) == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.0, "val_accuracy": 30.0}]
-    assert ablations.read_log(tmp_path / "missing.jsonl") == []
+def test_accumulation_steps_on_the_mean_loss_of_its_micro_batches(tmp_path):
+    """``accumulate=2``: the step's loss is the mean of its two halves' losses, each half through the model
+    on its own (its own BatchNorm batch), from the same start."""
+    import torch.nn.functional as F
 
-
-def test_show_table_displays_a_table_from_the_result_files_or_says_there_is_none(tmp_path, monkeypatch, capsys):
-    from dyreg_edu import notebook
-
-    shown = []
-    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
-    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path / "none")
-    notebook.show_table("9")
-    assert "no results for table 9 at the mini scale yet" in capsys.readouterr().out and not shown
-    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path)
-    (tmp_path / "dyreg.json").write_text(json.dumps({"val_accuracy": 61.5, "train_videos": 100, "wall_seconds": 60.0}))
-    notebook.show_table("9")
-    assert shown[0].startswith("**Table 9") and "| DyReg-GNN | 95.09 | 61.50 |" in shown[0]
-
-
-def test_table_7_sits_beside_the_papers_column_for_its_own_digits(tmp_path, monkeypatch):
-    """The mini scale has three digits, so its Table 7 is set beside the paper's D = 3 column,
-    the paper scale (five digits) beside the D = 5 one."""
-    monkeypatch.setattr(ablations, "results_dir", lambda scale, **design: tmp_path / scale)
-    for scale, digits, nodes5 in (("mini", 3, 98.2), ("paper", 5, 89.6)):
-        path = ablations.write_table("7", scale)
-        rows = json.loads(path.with_suffix(".json").read_text())["rows"]
-        assert [row["paper"] for row in rows if row["name"] == "dyreg_nodes5"] == [nodes5]
-        assert f"the paper's column for {digits} digits" in path.read_text().splitlines()[0]
-
-
-def test_a_tables_standard_error_follows_its_validation_size():
-    assert round(ablations.standard_error(2_000), 2) == 1.12
-    assert ablations.standard_error(10_000) == pytest.approx(0.5)
-
-
-def test_region_box_loss_matches_each_digit_to_one_node_for_the_whole_video():
-    torch.manual_seed(0)
-    targets = torch.rand(2, 4, 3, 4) * 8                                   # [B, T, D, 4]
-    free = torch.rand(2, 4, 2, 4) * 8
-    regions = torch.cat([targets[:, :, [2, 0, 1]], free], dim=2)          # digits on nodes 1, 2, 0; nodes 3, 4 free
-    assert train.region_box_loss(regions, targets) == 0
-    moved = regions.clone()
-    moved[..., 0] += 1.0                                                   # every centre 1 pixel to the right
-    assert torch.isclose(train.region_box_loss(moved, targets), torch.tensor(0.5 / 4))  # smooth L1 of 1 in 1 of 4
-    swapped = regions.clone()
-    swapped[:, 2:, [0, 1]] = swapped[:, 2:, [1, 0]]                        # two nodes swap digits half-way
-    assert train.region_box_loss(swapped, targets) > 0                     # one assignment for the whole video
-
-
-def test_box_loss_brings_the_regions_to_the_digits(tmp_path):
-    cfg = tiny("dyreg", num_nodes=2, box_loss=1.0, lr=1e-2, epochs=200)
-    model = train.build_model(cfg)
+    cfg = tiny("dyreg", train_videos=16, accumulate=2)
+    model, _ = train.starting_model(cfg, progress=False)
+    model.train()
     data = train.build_data(cfg, "train")
-    batch = data.batch(range(8))
-    video, boxes = train.model_inputs(batch, "cpu")
-
-    def gap():
-        with torch.no_grad():
-            regions = model(video, return_aux=True)[1]["regions"]
-        return train.region_box_loss(regions, model.oracle_regions(boxes)).item()
-
-    before = gap()
-    train.train(cfg, tmp_path, max_steps=40, progress=False)
-    model.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
-    assert gap() < 0.5 * before, (before, gap())
+    loader = data.iter_batches(cfg.batch_size, shuffle=True)
+    loader.set_epoch(0)
+    halves = []
+    for indices in loader.order()[:cfg.batch_size].chunk(2):
+        batch = data.batch(indices)
+        video, boxes = train.model_inputs(batch, "cpu")
+        halves.append(F.cross_entropy(model(video, boxes=boxes), batch["label"]).item())
+    train.train(cfg, tmp_path, max_steps=2, progress=False)
+    assert losses(tmp_path)[0] == pytest.approx(sum(halves) / 2, rel=1e-5)
 
 
-def test_box_loss_steps_teaches_the_regions_for_the_first_steps_only(tmp_path):
-    """Taught for the first 2 steps of 4 against taught at every step, from the same start: the same
-    first two losses (the label's and the boxes'), then a lower third one, the label's alone."""
-    briefly = tiny("dyreg", num_nodes=3, box_loss=1.0, box_loss_steps=2)
-    throughout = dataclasses.replace(briefly, box_loss_steps=0)
-    train.train(briefly, tmp_path / "briefly", max_steps=3, progress=False)
-    train.train(throughout, tmp_path / "throughout", max_steps=3, progress=False)
-    first, second = losses(tmp_path / "briefly"), losses(tmp_path / "throughout")
-    assert first[:2] == pytest.approx(second[:2], rel=1e-6)
-    assert first[2] < second[2]
+DDP_SCRIPT = """
+import json, sys
+from dyreg_edu import train
+settings = json.loads(sys.argv[1])
+cfg = train.config(settings.pop("variant"), "mini", **settings)
+train.train(cfg, sys.argv[2], max_steps=3, progress=False)
+"""
 
 
-def test_oracle_jitter_shifts_each_box_as_a_whole():
-    cfg = tiny("oracle", oracle_jitter=1.5)
-    model = train.build_model(cfg)
-    boxes = train.build_data(cfg, "val").batch(range(4))["boxes"]
-    exact = dataclasses.replace(cfg, oracle_jitter=0.0)
-    truth = train.build_model(exact).oracle_regions(boxes)
-    torch.manual_seed(0)
-    jittered = model.oracle_regions(boxes)
-    gaps = (jittered - truth)[..., :2].norm(dim=-1)
-    assert torch.allclose(jittered[..., 2:], truth[..., 2:])  # sizes kept: the whole box moves
-    assert (gaps > 0).float().mean() > 0.95 and gaps.mean() < 1.5  # every box moved, by about a map pixel or less
-    torch.manual_seed(0)
-    assert torch.equal(model.oracle_regions(boxes), jittered)  # from torch's generator (saved in checkpoints)
-    with pytest.raises(ValueError, match="oracle_jitter must be 0"):
-        train.build_model(dataclasses.replace(exact, variant="dyreg", oracle_jitter=1.0))
+@pytest.mark.slow
+def test_two_process_gloo_ddp_gives_the_losses_of_one_process(tmp_path):
+    """``torchrun`` with two processes, each with half of every step's batch, logs the losses of one process
+    that accumulates the same two halves (the same BatchNorm batches), to fp32 precision."""
+    import os
+    import socket
+    import subprocess
+    import sys
 
-
-def test_git_commit_says_when_the_code_differs_from_the_commit(monkeypatch):
-    from types import SimpleNamespace
-
-    from dyreg_edu import notebook
-
-    def fake_git(changes):
-        def run(args, **kwargs):
-            out = "abc1234\n" if "rev-parse" in args else changes
-            return SimpleNamespace(stdout=out, returncode=0)
-        return run
-
-    monkeypatch.delenv("DYREG_COMMIT", raising=False)
-    monkeypatch.setattr(notebook.subprocess, "run", fake_git(""))
-    assert notebook.git_commit() == "abc1234"
-    monkeypatch.setattr(notebook.subprocess, "run", fake_git(" M dyreg_edu/train.py\n"))
-    assert notebook.git_commit() == "abc1234-dirty"
-    monkeypatch.setenv("DYREG_COMMIT", "def5678")  # a GPU machine's copy, named by the queue's command
-    assert notebook.git_commit() == "def5678"
-
-
-def test_regions_init_copies_and_freezes_only_the_region_generator(tmp_path):
-    train.train(tiny("dyreg", num_nodes=2), tmp_path / "taught", max_steps=3, progress=False)
-    path = train.export_checkpoint(tmp_path / "taught", tmp_path / "taught.pt", half=False)
-    taught = torch.load(path, weights_only=True)["model"]
-    cfg = tiny("dyreg", num_nodes=2, regions_init=str(path), freeze_regions=True)
-    result = train.train(cfg, tmp_path / "run", max_steps=3, progress=False)
-    after = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
-    regions = [k for k in after if k.startswith(train.KERNEL_SOURCE_KEYS)]
-    assert regions and all(torch.equal(after[k], taught[k]) for k in regions)  # copied, then frozen
-    graph = [k for k in after if k.startswith("graph.") and k not in regions and after[k].is_floating_point()]
-    assert any(not torch.equal(after[k], taught[k]) for k in graph)  # the rest is not the taught model's: it starts afresh
-    assert result["regions_init"]["path"] == str(path) and result["regions_init"]["frozen"] is True
-    moving = train.train(dataclasses.replace(cfg, freeze_regions=False), tmp_path / "moving", max_steps=3, progress=False)
-    assert moving["regions_init"]["frozen"] is False
-    learned = torch.load(tmp_path / "moving" / "checkpoint.pt", weights_only=True)["model"]
-    assert any(not torch.equal(learned[k], taught[k]) for k in regions if learned[k].is_floating_point())
-    with pytest.raises(ValueError, match="has no region generator that fits"):  # another node count
-        train.train(tiny("dyreg", num_nodes=3, regions_init=str(path)), tmp_path / "misfit", max_steps=1, progress=False)
-    with pytest.raises(ValueError, match="freeze_regions must be False unless regions_init"):
-        tiny("dyreg", freeze_regions=True)
-    with pytest.raises(ValueError, match=r"and False with freeze_head \(nothing would learn\)"):
-        tiny("dyreg", regions_init=str(path), freeze_regions=True, head_init=str(path), freeze_head=True)
-    with pytest.raises(ValueError, match="regions_init must be 'none' or the path of a trained checkpoint"):
-        tiny("fixed", regions_init=str(path))
-    with pytest.raises(FileNotFoundError, match="regions_init .* no such checkpoint"):
-        train.train(tiny("dyreg", regions_init=str(tmp_path / "none.pt")), tmp_path / "none", max_steps=1, progress=False)
-
-
-def test_starting_model_is_where_a_run_takes_its_first_step(tmp_path):
-    train.train(tiny("dyreg", num_nodes=2), tmp_path / "taught", max_steps=3, progress=False)
-    path = train.export_checkpoint(tmp_path / "taught", tmp_path / "taught.pt", half=False)
-    cfg = tiny("dyreg", num_nodes=2, regions_init=str(path), freeze_regions=True)
-    model, reports = train.starting_model(cfg, progress=False)
-    assert set(reports) == {"regions_init"} and reports["regions_init"]["frozen"] is True
-    assert not any(p.requires_grad for p in model.graph.region_generator.parameters())
-    train.train(cfg, tmp_path / "run", max_steps=0, progress=False)  # saved before its first step
-    after, state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"], model.state_dict()
-    assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in after)
-    with pytest.raises(ValueError, match="freeze_regions must be False unless regions_init"):
-        train.starting_model(dataclasses.replace(cfg, regions_init="none"), progress=False)
+    settings = dict(variant="dyreg", size=32, num_digits=2, num_frames=3, train_videos=16, val_videos=4, batch_size=8,
+                    epochs=50, backbone="scratch", freeze_backbone=False, head_init="none", warmup_steps=0, lr=3e-3,
+                    eval_every=2, checkpoint_minutes=0.0)
+    script = tmp_path / "run.py"
+    script.write_text(DDP_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", f"--master_port={port}",
+                          str(script), json.dumps(settings), str(tmp_path / "two")], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    variant = settings.pop("variant")
+    train.train(config(variant, "mini", accumulate=2, **settings), tmp_path / "one", max_steps=3, progress=False)
+    two, one = [runs.read_log(tmp_path / name / "log.jsonl") for name in ("two", "one")]
+    assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2, 3]
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
+    assert [r["val_accuracy"] for r in two if "val_accuracy" in r] == [r["val_accuracy"] for r in one if "val_accuracy" in r]
+    assert json.loads((tmp_path / "two" / "result.json").read_text())["steps"] == 3

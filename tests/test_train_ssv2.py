@@ -39,6 +39,7 @@ def records(run):
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_few_steps_then_both_protocols(root, tmp_path):
     result = train(tiny(root), tmp_path, max_steps=4, progress=False)
     log = records(tmp_path)
@@ -56,6 +57,7 @@ def test_a_few_steps_then_both_protocols(root, tmp_path):
     assert ckpt["state"]["step"] == 4 and "classifier.weight" in ckpt["model"]
 
 
+@pytest.mark.slow
 def test_resume_gives_the_losses_of_a_straight_run(root, tmp_path):
     cfg = tiny(root, dropout=0.5)
     train(cfg, tmp_path / "straight", max_steps=5, progress=False, final_eval=False)
@@ -87,6 +89,7 @@ def test_the_papers_recipe_does_not_clip():
     assert PAPER_RECIPE["grad_clip"] == 0.0 and SSv2Config(root="x").grad_clip == 0.0
 
 
+@pytest.mark.slow
 def test_cli_errors_name_the_setting(root, tmp_path):
     out = subprocess.run([sys.executable, "-m", "dyreg_edu.train_ssv2", "--root", str(root), "--out", str(tmp_path),
                           "--graph-stages", "res9", "--device", "cpu"], capture_output=True, text=True, cwd=REPO)
@@ -99,18 +102,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_ddp(root, tmp_path):
-    args = ["--root", str(root), "--out", str(tmp_path), "--depth", "18", "--graph-stages", "none", "--no-pretrained",
-            "--num-frames", "4", "--crop", "64", "--batch-size", "4", "--epochs", "1", "--max-steps", "2",
+@pytest.mark.slow
+def test_two_process_gloo_ddp_gives_the_losses_of_one_process(root, tmp_path):
+    """Two processes, each with half of every step's batch, log the losses of one process that
+    accumulates the same two halves (the same BatchNorm batches), to fp32 precision."""
+    args = ["--root", str(root), "--depth", "18", "--graph-stages", "none", "--no-pretrained", "--dropout", "0",
+            "--num-frames", "4", "--crop", "64", "--batch-size", "4", "--epochs", "1", "--max-steps", "3",
             "--workers", "0", "--device", "cpu", "--no-final-eval", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          f"--master_port={free_port()}", "-m", "dyreg_edu.train_ssv2", *args],
+                          f"--master_port={free_port()}", "-m", "dyreg_edu.train_ssv2", *args, "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["processes"] == 2 and result["steps"] == 2 and result["train_videos"] == 8
-    assert [r["step"] for r in records(tmp_path)] == [1, 2]
+    result = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert result["processes"] == 2 and result["steps"] == 3 and result["train_videos"] == 12
+    assert train_ssv2.main(args + ["--accumulate", "2", "--out", str(tmp_path / "one")]) == 0
+    two, one = records(tmp_path / "two"), records(tmp_path / "one")
+    assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2, 3]
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
+    assert [r["accuracy"] for r in two] == [r["accuracy"] for r in one]
 
 
 def test_step_batches_split_the_global_batch_between_processes(root):
@@ -152,6 +162,7 @@ def test_distillation_loss_is_zero_for_the_teacher_itself(dyreg_model):
     assert train_ssv2.distillation_loss(a, {"res4": moved}).item() == pytest.approx(0.1**2 / 4)
 
 
+@pytest.mark.slow
 def test_distillation_kick_start_runs_for_its_fraction(root, tmp_path):
     teacher = tiny(root, depth=50, graph_stages=("res4",), batch_size=2, epochs=1)
     train(teacher, tmp_path / "teacher", max_steps=1, progress=False, final_eval=False)

@@ -164,6 +164,7 @@ def test_param_groups_follow_the_authors():
     torch.optim.SGD(param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9)  # accepted as is
 
 
+@pytest.mark.slow
 def test_table_12_rows_within_tolerance():
     """Parameters within 0.5% and MACs within 1.5% of Table 12; +Fixed r3-4-5's parameters are
     explained: the paper's 26.1M is the backbone plus the graphs alone (see fixed_parts)."""

@@ -31,6 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from dyreg_edu import train  # noqa: E402
+from dyreg_edu.runs import rounded  # noqa: E402
 from dyreg_edu.train import TrainConfig, build_data, build_model, evaluate, recompute_batchnorm  # noqa: E402
 from data_gen.multisync import MultiSyncMNIST  # noqa: E402
 
@@ -52,7 +53,7 @@ def first_videos(cfg: TrainConfig, videos: int) -> MultiSyncMNIST:
 
 def summary(evaluation: dict) -> dict:
     keep = ("val_accuracy", "val_loss", "object_centric", "regions")
-    return train._rounded({k: evaluation[k] for k in keep if k in evaluation})
+    return rounded({k: evaluation[k] for k in keep if k in evaluation})
 
 
 def main(argv=None) -> int:
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
                    for r in records if "val_accuracy" in r]
     windows_file = args.folder / "windows.jsonl"
     windows = [json.loads(line) for line in windows_file.read_text().splitlines()] if windows_file.exists() else []
-    from dyreg_edu.notebook import cpu_name, git_commit
+    from dyreg_edu.runs import cpu_name, git_commit
 
     result = {
         "run": args.folder.name, "variant": cfg.variant, "scale": cfg.scale, "recipe": cfg.recipe,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -40,7 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from dyreg_edu import ablations  # noqa: E402
-from dyreg_edu.train import load_checkpoint  # noqa: E402
+from dyreg_edu.runs import load_checkpoint  # noqa: E402
 
 STATES = REPO / "states" / "multisync"
 RUNS = REPO / "runs" / "paper"
@@ -183,7 +182,7 @@ def record_window(name: str, first_step: int, seconds: float, device: str) -> Pa
     working tree's ``states/`` was replaced by a copy without this window) and copied to
     ``states/multisync/<name>/windows.jsonl``, the file that is committed.
     """
-    from dyreg_edu.train import provenance_fields
+    from dyreg_edu.runs import provenance_fields
 
     run, folder = RUNS / name, STATES / name
     fields = provenance_fields("python tools/gpu_queue.py", seconds, device)

@@ -16,7 +16,7 @@ time, messages within a frame) and a linear read-out of each node in the last fr
 each digit's sync flag (does it belong to the synchronous subset?), with AdamW. Nothing else
 learns, so the runs take a minute or two on a CPU::
 
-    python -m dyreg_edu.relation --inputs centres --out results/multisync/mini/relation/centres_sum.json
+    python -m dyreg_edu.experiments.relation --inputs centres --out results/multisync/mini/relation/centres_sum.json
 
 ``target="label"`` asks for the video's label instead, as the models must: a linear head
 on the nodes averaged over digits and frames (as the model's head averages its map) learns
@@ -49,9 +49,11 @@ from torch import Tensor, nn
 
 from data_gen.multisync import NUM_CLASSES
 
-from .graph import MESSAGE_FORMS, SpatioTemporalGraph
-from .metrics import box_centers, motion_blind_ceiling
-from .train import build_data, config, provenance_fields
+from ..graph import MESSAGE_FORMS, SpatioTemporalGraph
+from ..inputs import build_data
+from ..metrics import box_centers, motion_blind_ceiling
+from ..runs import provenance_fields
+from ..train import config
 
 INPUTS = ("centres", "steps")
 TARGETS = ("sync", "label")
@@ -248,7 +250,7 @@ def main(argv=None) -> int:
         p.error(str(error))
     tic = time.time()
     result = run(cfg, progress=True)
-    command = "python -m dyreg_edu.relation " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    command = "python -m dyreg_edu.experiments.relation " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     result = {"config": dataclasses.asdict(cfg), **result, **provenance_fields(command, time.time() - tic, "cpu")}
     what = "of the sync flags" if cfg.target == "sync" else "of the videos' labels"
     print(f"{cfg.inputs}, {cfg.messages} messages: {result['val_accuracy']:.2f}% {what} right "

@@ -1,6 +1,6 @@
 """The graph alone on the oracle's real nodes (an experiment of chapter 11).
 
-Between the graph alone (``dyreg_edu.relation``: clean one-hot classes and steps) and the oracle
+Between the graph alone (``dyreg_edu.experiments.relation``: clean one-hot classes and steps) and the oracle
 model (its nodes from the backbone, its answer through remap, residual, layer3 and head) this asks
 the graph alone's question of the oracle's own nodes: the mini scale's trained, frozen digit
 backbone (14-pixel digits, steps up to 5 pixels) -> the oracle block's pooling of the digits'
@@ -9,13 +9,13 @@ boxes + its positional embedding + its ``node_motion`` embedding (both reading k
 trained (AdamW 2e-3, batch 64) on the 56-class label; 1,000 validation videos every 250 steps.
 It prints one JSON line per evaluation (``seconds``: since the start)::
 
-    python tools/oracle_nodes_probe.py NAME POSITION_SCALE STEPS   # e.g. motion_s30 30 3000
+    python -m dyreg_edu.experiments.oracle_nodes_probe NAME POSITION_SCALE STEPS   # e.g. motion_s30 30 3000
 
 Words in ``NAME`` (joined by ``_``) change what a node holds:
 
 - ``nomotion``: no motion input at all (the paper's nodes);
 - ``centroid``: the motion as the graph alone has it, the step of each kernel's centre of mass since
-  the previous frame (``DyRegBlock(motion_from="centre")``: 2 numbers, in map widths, times
+  the previous frame (``MotionBlock(motion_from="centre")``: 2 numbers, in map widths, times
   ``POSITION_SCALE``) instead of ``node_motion``'s Linear of the whole kernel change;
 - ``motiononly``: ``POSITION_SCALE`` multiplies the motion input only; the positional embedding
   reads the kernels as the authors' block does (scale 1);
@@ -26,6 +26,8 @@ Words in ``NAME`` (joined by ``_``) change what a node holds:
 With ``--out FILE`` it also writes the curve and its provenance (command, commit, device, date,
 wall time) as JSON.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import shlex
@@ -37,9 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyreg_edu import train
-from dyreg_edu.kernels import pool_nodes
-from dyreg_edu.notebook import git_commit
+from .. import mini, train
+from ..inputs import build_data, model_inputs
+from ..kernels import pool_nodes
+from ..runs import git_commit, provenance_fields
 
 WORDS = ("nomotion", "centroid", "motiononly", "nopos", "nofeat", "onehot")
 
@@ -63,11 +66,11 @@ def main(argv):
     motion = "nomotion" not in words
     torch.manual_seed(0)
     cfg = train.config("oracle", "mini", "fast", digit_size=14, max_step=5.0,
-                       block={"node_motion": motion, "position_scale": args.scale,
-                              "motion_from": "centre" if "centroid" in words else "kernel"})
+                       experiments={"motion": {"node_motion": motion, "position_scale": args.scale,
+                                               "motion_from": "centre" if "centroid" in words else "kernel"}})
     model = train.build_model(cfg)
-    train.load_digit_backbone(cfg, model, progress=False)
-    train.freeze(model)
+    mini.load_digit_backbone(cfg, model, progress=False)
+    mini.freeze_backbone(model)
     blk, head = model.graph, nn.Linear(32, 56)
     extra = nn.ModuleDict()
     if "onehot" in words:
@@ -75,14 +78,14 @@ def main(argv):
     params = [p for n, p in blk.named_parameters() if not n.startswith("residual")]
     params += list(head.parameters()) + list(extra.parameters())
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
-    tr, va = train.build_data(cfg, "train"), train.build_data(cfg, "val")
+    tr, va = build_data(cfg, "train"), build_data(cfg, "val")
 
     def logits(batch):
-        video, boxes = train.model_inputs(batch, "cpu")
+        video, boxes = model_inputs(batch, "cpu")
         with torch.no_grad():
             x = model.features(video)
         feats = blk.project(x)
-        kernels, _ = blk.kernels(feats, model.oracle_regions(boxes))
+        kernels, _ = blk.kernels(feats, model.box_regions(boxes))
         nodes = torch.zeros(*kernels.shape[:3], 32)
         if "nofeat" not in words:
             nodes = nodes + pool_nodes(feats, kernels)
@@ -120,9 +123,9 @@ def write(args, words, curve, seconds, commit):
     config = {"position_scale": args.scale, "words": sorted(words & set(WORDS)), "steps": args.steps,
               "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "val_videos": 1000, "eval_every": 250,
               "digit_size": 14, "max_step": 5.0, "seed": 0}
-    command = "python tools/oracle_nodes_probe.py " + shlex.join(sys.argv[1:])
+    command = "python -m dyreg_edu.experiments.oracle_nodes_probe " + shlex.join(sys.argv[1:])
     result = {"config": config, "val_accuracy": curve[-1]["val_accuracy"], "train_videos": curve[-1]["step"] * 64,
-              "curve": curve, **train.provenance_fields(command, seconds, "cpu"), "commit": commit}
+              "curve": curve, **provenance_fields(command, seconds, "cpu"), "commit": commit}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 
