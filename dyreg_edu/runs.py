@@ -194,8 +194,13 @@ def restore(out, cfg, model, optimizer, state: dict, *, resume: bool, proc: "Dis
     been made with ``cfg``'s settings (``may_differ``: fields that may change, e.g. ``device=cfg.device``)."""
     ckpt_path, log_path = prepare_run_dir(out, resume)
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        check_resume(type(cfg).from_dict(ckpt["config"]), cfg, ckpt_path, **may_differ)
+        expected = f"a training checkpoint of this trainer ({type(cfg).__name__}), to resume"
+        ckpt = load_checkpoint(ckpt_path, keys=("model", "optimizer", "config", "state", "rng"), expected=expected)
+        try:
+            saved = type(cfg).from_dict(ckpt["config"])
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{ckpt_path}: expected {expected}; found another config ({error})") from None
+        check_resume(saved, cfg, ckpt_path, **may_differ)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]

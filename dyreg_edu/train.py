@@ -34,6 +34,7 @@ from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
 
 from . import experiments, mini
 from .inputs import as_input, build_data, data_checks, model_inputs  # noqa: F401  (as_input: for the chapters)
+from .files import check_keys
 from .evaluation import evaluate, make_result, recompute_batchnorm  # noqa: F401  (evaluate: for the chapters)
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 from .dyreg import DyRegBlock
@@ -221,10 +222,16 @@ def starting_model(cfg: TrainConfig, *, progress: bool = True) -> tuple[SyncMNIS
 def load_trained(path, device: str = "cpu") -> tuple[SyncMNISTModel, MultiSyncMNIST]:
     """A trained checkpoint back as ``(model in eval mode, validation MultiSyncMNIST)``:
     ``model(as_input(val.batch(idx)["video"]))`` gives its logits (the oracle also takes ``boxes=``)."""
-    ckpt = load_checkpoint(path)
+    expected = "a trained MultiSyncMNIST checkpoint (written by dyreg_edu.train or runs.export_checkpoint)"
+    ckpt = load_checkpoint(path, expected=expected)
+    check_keys(ckpt["config"], ("variant", "scale"), source=path, expected=expected + " whose config names its variant")
     cfg = dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), device=device)
     model = build_model(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    except RuntimeError as error:  # e.g. a state dict of another model
+        raise ValueError(f"{path}: its weights do not fit the {cfg.variant} model its config describes "
+                         f"({str(error).splitlines()[0]})") from None
     return model.to(device).eval(), build_data(cfg, "val", device)
 
 

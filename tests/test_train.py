@@ -268,3 +268,42 @@ def test_two_process_gloo_ddp_gives_the_losses_of_one_process(tmp_path):
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
     assert [r["val_accuracy"] for r in two if "val_accuracy" in r] == [r["val_accuracy"] for r in one if "val_accuracy" in r]
     assert json.loads((tmp_path / "two" / "result.json").read_text())["steps"] == 3
+
+
+LOADERS = {  # how each loader of a trained MultiSyncMNIST model is given a file
+    "load_trained": lambda path, tmp: load_trained(path),
+    "--resume": lambda path, tmp: train.main(["--variant", "dyreg", "--out", str(_as_run(path, tmp)), "--resume",
+                                              "--no-progress"]),
+    "--experiment warm_start:head": lambda path, tmp: train.main(
+        ["--variant", "dyreg", "--out", str(tmp / "run"), "--no-progress", "--max-steps", "0",
+         "--experiment", f"warm_start:head={path}"]),
+}
+
+
+def _as_run(path, tmp):
+    """A run directory whose checkpoint.pt is the file ``path``."""
+    run = tmp / "resumed"
+    run.mkdir(exist_ok=True)
+    (run / "checkpoint.pt").write_bytes(path.read_bytes())
+    return run
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+@pytest.mark.parametrize("kind", ["text", "random_bytes", "truncated", "other_kind", "digit_backbone"])
+def test_a_file_that_is_not_a_trained_checkpoint_gets_one_clear_error(loader, kind, bad_torch_files, repo_root,
+                                                                     tmp_path, capsys):
+    """A text file, random bytes, a half-written checkpoint, a dict of another kind and a checkpoint of
+    another kind (the mini design's digit backbone): one ValueError, or one ``error:`` line, naming the file."""
+    path = repo_root / "checkpoints" / "multisync_mini_digits.pt" if kind == "digit_backbone" else bad_torch_files[kind]
+    try:
+        LOADERS[loader](path, tmp_path)
+    except SystemExit as exit_:
+        err = capsys.readouterr().err.strip()
+        assert exit_.code == 2 and "\n" not in err and "Traceback" not in err, err
+        message = err
+    except ValueError as error:
+        message = str(error)
+    else:
+        raise AssertionError(f"{loader} accepted {kind}")
+    named = "resumed/checkpoint.pt" if loader == "--resume" else path.name  # the file the loader was given
+    assert named in message and "expected" in message, message
