@@ -12,10 +12,10 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
+from data_gen.multisync import MultiSyncMNIST
 
 from . import experiments
-from .inputs import model_inputs
+from .inputs import model_kwargs
 from .metrics import RegionScores, confusion_matrix
 from .models import SyncMNISTModel
 from .runs import autocast, precise_batchnorm, read_log, result_provenance, rounded
@@ -26,9 +26,9 @@ def recompute_batchnorm(model: SyncMNISTModel, data: MultiSyncMNIST, cfg, batche
     device = next(model.parameters()).device
 
     def forward(k: int) -> None:
-        video, boxes = model_inputs(data.batch(range(k * cfg.batch_size, (k + 1) * cfg.batch_size)), device)
+        inputs = model_kwargs(data.batch(range(k * cfg.batch_size, (k + 1) * cfg.batch_size)), device)
         with autocast(cfg.device, cfg.amp):
-            model(video, boxes=boxes)
+            model(**inputs)
 
     precise_batchnorm(model, forward, batches)
 
@@ -49,9 +49,10 @@ def evaluate(model: SyncMNISTModel, data: MultiSyncMNIST, *, batch_size: int = 1
     for start in range(0, len(data), batch_size):
         batch = data.batch(range(start, min(len(data), start + batch_size)))
         label = batch["label"].to(device)
-        video, boxes = model_inputs(batch, device, still=still)
+        inputs = model_kwargs(batch, device, still=still)
+        inputs["boxes"] = hooks.boxes(inputs["boxes"], training=False)
         with autocast(cfg.device, cfg.amp) if cfg is not None else contextlib.nullcontext():
-            logits, aux = model(video, return_aux=True, boxes=hooks.boxes(boxes, training=False))
+            logits, aux = model(**inputs, return_aux=True)
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, label, reduction="sum").item()
         correct += (logits.argmax(-1) == label).sum().item()
@@ -62,14 +63,16 @@ def evaluate(model: SyncMNISTModel, data: MultiSyncMNIST, *, batch_size: int = 1
     out = {"val_accuracy": 100.0 * correct / len(data), "val_loss": loss_sum / len(data), "val_videos": len(data)}
     out.update(scores.result() if scores is not None else {})
     if confusion:
-        out["confusion"] = confusion_matrix(torch.cat(predictions), torch.cat(labels), NUM_CLASSES)
+        out["confusion"] = confusion_matrix(torch.cat(predictions), torch.cat(labels), data.num_classes)
     return out
 
 
 def make_result(cfg, model, val_data, state: dict, command: str, log_path=None) -> dict:
     """A run's result file: its last validation (the log's, or a fresh one if the log has none at this step),
     its accuracy on still videos, its progress and provenance."""
-    last_val = next((r for r in reversed(read_log(log_path)) if "val_accuracy" in r), None) if log_path else None
+    log = read_log(log_path) if log_path else []
+    last_val = next((r for r in reversed(log) if "val_accuracy" in r), None)
+    start = next((r for r in log if r["step"] == 0 and "object_centric" in r), None)  # full_curve's first record
     if last_val is None or last_val["step"] != state["step"]:
         last_val = {"step": state["step"], **rounded(evaluate(model, val_data, cfg=cfg))}
     result = {
@@ -78,6 +81,7 @@ def make_result(cfg, model, val_data, state: dict, command: str, log_path=None) 
         "train_videos": state["step"] * cfg.batch_size, "epochs": round(state["step"] / cfg.steps_per_epoch, 4),
         "steps": state["step"], "total_steps": cfg.total_steps, "finished": state["step"] >= cfg.total_steps,
         **({"object_centric": last_val["object_centric"]} if "object_centric" in last_val else {}),
+        **({"object_centric_distance_at_start": start["object_centric"]["score"]} if start else {}),
         "still_val_accuracy": round(evaluate(model, val_data, cfg=cfg, still=True)["val_accuracy"], 4),
     }
     return {**result, **result_provenance(cfg, state, command, cfg.device)}

@@ -14,8 +14,8 @@ def build_data(cfg, split: str, device=None) -> MultiSyncMNIST:
     """The training split (``train_videos`` an epoch) or the fixed validation slice (the first ``val_videos``)."""
     num = cfg.train_videos if split == "train" else cfg.val_videos
     return MultiSyncMNIST(split, num_videos=num, num_digits=cfg.num_digits, num_frames=cfg.num_frames,
-                          size=cfg.size, seed=cfg.data_seed, device=device or cfg.device,
-                          digit_size=cfg.digit_size, max_step=cfg.max_step)
+                          size=cfg.size, seed=cfg.data_seed, device=device or cfg.device, digit_size=cfg.digit_size,
+                          max_step=cfg.max_step, layout=cfg.layout, label=cfg.label, p_no_sync=cfg.p_no_sync)
 
 
 def data_checks(cfg) -> list[tuple[str, bool, str]]:
@@ -34,6 +34,19 @@ def data_checks(cfg) -> list[tuple[str, bool, str]]:
 def as_input(videos: Tensor) -> Tensor:
     """uint8 videos ``[B, T, S, S]`` -> the model's float input ``[B, T, 1, S, S]`` in [0, 1]."""
     return videos[:, :, None].float() / 255
+
+
+def model_kwargs(batch: dict, device, *, still: bool = False) -> dict:
+    """A batch as the model's keyword arguments on ``device``: ``video`` (or ``features``, a
+    :class:`~dyreg_edu.feature_cache.FeatureCache`'s batch) and ``boxes``; ``still=True`` freezes both at the
+    first frame (the backbone reads frame by frame, so a still video's features are its first frame's)."""
+    if "features" not in batch:
+        video, boxes = model_inputs(batch, device, still=still)
+        return {"video": video, "boxes": boxes}
+    features, boxes = batch["features"].to(device), batch["boxes"].to(device)
+    if still:
+        features, boxes = features[:, :1].expand_as(features), boxes[:, :1].expand_as(boxes)
+    return {"features": features, "boxes": boxes}
 
 
 def model_inputs(batch: dict, device, *, still: bool = False) -> tuple[Tensor, Tensor]:

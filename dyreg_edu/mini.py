@@ -51,6 +51,8 @@ def checks(cfg) -> list[tuple[str, bool, str]]:
          "a positive int of pretraining steps"),
         ("head_init", cfg.head_init in ("none", "resnet18"),
          "'none' or 'resnet18' (another checkpoint: the experiment warm_start)"),
+        ("feature_cache", not getattr(cfg, "feature_cache", False) or cfg.freeze_backbone,
+         "False unless the backbone is frozen (freeze_backbone=True): the cache holds its output"),
     ]
 
 
@@ -97,7 +99,7 @@ def plain_backbone(cfg) -> SyncMNISTModel:
     """The plain model of ``cfg``'s backbone (random weights; its stem, ``layer1``, ``layer2`` are what
     :func:`pretrain_digits` learns)."""
     return SyncMNISTModel("resnet18", input_size=cfg.size, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
-                          stem=cfg.stem)
+                          stem=cfg.stem, padding=cfg.padding)
 
 
 def digit_loss(head: nn.Module, model: SyncMNISTModel, batch: dict, cfg, map_size: int, weight: Tensor) -> Tensor:
@@ -237,15 +239,19 @@ def check_same_backbone(saved_config: dict, cfg, path) -> None:
 # --------------------------------------------------------------------------- designs
 
 
+#: Settings that enter :func:`backbone_config` only when they differ from these (so that the files cached
+#: before they existed keep their key).
+OPTIONAL = {"digit_steps": DEFAULT_DIGIT_STEPS, "digit_size": None, "max_step": None, "layout": "free",
+            "label": "pair", "p_no_sync": None, "padding": "zeros"}
+
+
 def backbone_config(cfg) -> dict:
     """What the digit backbone depends on: its architecture, the data and the pretraining length.
     ``cfg`` is a config or its saved dict."""
     get = cfg.get if isinstance(cfg, dict) else lambda key, default=None: getattr(cfg, key, default)
     config = {"size": get("size"), "widths": list(get("widths")), "blocks": list(get("blocks")), "stem": get("stem"),
               "num_digits": get("num_digits"), "num_frames": get("num_frames"), "data_seed": get("data_seed", 0)}
-    if get("digit_steps", DEFAULT_DIGIT_STEPS) != DEFAULT_DIGIT_STEPS:
-        config["digit_steps"] = get("digit_steps")
-    config.update({k: get(k) for k in ("digit_size", "max_step") if get(k) is not None})
+    config.update({k: get(k, v) for k, v in OPTIONAL.items() if get(k, v) != v})
     return config
 
 
@@ -265,13 +271,17 @@ def design_summary(cfg) -> str:
 
 
 def data_tag(cfg) -> str:
-    """What in ``cfg``'s data differs from its scale's: ``"_px<digit_size>"``, ``"_step<max_step>"``, and
-    (rarely) ``"_d<num_digits>"``, ``"_t<num_frames>"``, ``"_seed<data_seed>"``, so that no two data share
-    a cached backbone or plain model."""
-    scale = TASKS[cfg.scale]  # each scale's data is the task of its name
-    parts = [("_px", cfg.digit_size, None), ("_step", cfg.max_step, None), ("_d", cfg.num_digits, scale["num_digits"]),
-             ("_t", cfg.num_frames, scale["num_frames"]), ("_seed", cfg.data_seed, 0)]
-    return "".join(f"{prefix}{value:g}" for prefix, value, default in parts if value != default)
+    """What in ``cfg``'s data differs from its scale's: another task (``"_where"``, then what differs from that
+    task), ``"_px<digit_size>"``, ``"_step<max_step>"``, and (rarely) ``"_d<num_digits>"``, ``"_t<num_frames>"``,
+    ``"_seed<data_seed>"``; ``"_circular"`` padding; so that no two data share a cached backbone or plain model."""
+    task = getattr(cfg, "task", cfg.scale)
+    preset = {"digit_size": None, "max_step": None, **TASKS[task]}
+    parts = [("_px", cfg.digit_size, preset["digit_size"]), ("_step", cfg.max_step, preset["max_step"]),
+             ("_d", cfg.num_digits, preset["num_digits"]), ("_t", cfg.num_frames, preset["num_frames"]),
+             ("_seed", cfg.data_seed, 0)]
+    tag = ("" if task == cfg.scale else f"_{task}") + "".join(
+        f"{prefix}{value:g}" for prefix, value, default in parts if value != default)
+    return tag + ("" if getattr(cfg, "padding", "zeros") == "zeros" else f"_{cfg.padding}")
 
 
 def digit_backbone_path(cfg) -> Path:

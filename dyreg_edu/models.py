@@ -90,6 +90,10 @@ class SyncMNISTModel(nn.Module):
             the spatial mean) or ``"pooled"`` (the usual place: after the mean).
         classifier_init: ``"authors"`` (weights N(0, 0.001), bias 0, as their TSN head) or
             ``"torch"`` (``nn.Linear``'s default).
+        padding: the backbone's convolutions pad with ``"zeros"`` (the paper's ResNet) or wrap around
+            (``"circular"``): then nothing in the plain model can tell where on the frame a digit is (zero
+            padding leaks it through the borders), which a task about position (the ladder's ``where``)
+            needs, so that only the nodes' regions know positions. The graph block keeps its own.
         temporal_shift: shift a quarter of ``layer3``'s input channels by one frame (TSM's
             shift, :func:`temporal_shift`, in place: an eighth from the next frame, an eighth
             from the previous), so that the plain model can see motion without a graph: the
@@ -102,7 +106,7 @@ class SyncMNISTModel(nn.Module):
     def __init__(self, variant: str = "dyreg", num_classes: int = 56, num_nodes: int = 9, *, input_size: int = 128,
                  widths=PAPER_BACKBONE["widths"], blocks=PAPER_BACKBONE["blocks"], stem: str = "resnet",
                  node_dim: int = 32, region_dim: int = 32, dropout: float = 0.0, dropout_on: str = "map",
-                 classifier_init: str = "torch", temporal_shift: bool = False,
+                 classifier_init: str = "torch", temporal_shift: bool = False, padding: str = "zeros",
                  block_class: type[DyRegBlock] = DyRegBlock, **block_kwargs):
         super().__init__()
         if variant != "resnet18" and variant not in BLOCK_VARIANTS:
@@ -111,6 +115,8 @@ class SyncMNISTModel(nn.Module):
             raise ValueError(f"dropout_on must be 'map' or 'pooled', got {dropout_on!r}")
         if classifier_init not in ("authors", "torch"):
             raise ValueError(f"classifier_init must be 'authors' or 'torch', got {classifier_init!r}")
+        if padding not in ("zeros", "circular"):
+            raise ValueError(f"padding must be 'zeros' or 'circular', got {padding!r}")
         stride = {"resnet": 8, "small": 4}.get(stem, 0)
         if stride and input_size % stride:
             raise ValueError(f"input_size must be a multiple of {stride} for stem {stem!r}, got {input_size}")
@@ -120,6 +126,9 @@ class SyncMNISTModel(nn.Module):
         self.layer2 = resnet_stage(widths[0], widths[1], blocks[1], 2)
         self.layer3 = resnet_stage(widths[1], widths[2], blocks[2], 2)
         _torchvision_init(self)
+        for conv in self.modules():  # the backbone's, before the graph block exists
+            if isinstance(conv, nn.Conv2d) and conv.padding != (0, 0):
+                conv.padding_mode = padding
         self.graph = None
         if variant != "resnet18":
             side = input_size // stride
@@ -150,11 +159,15 @@ class SyncMNISTModel(nn.Module):
             pooled = self.dropout(reduce(maps, "bt c h w -> bt c", "mean"))
         return reduce(self.classifier(pooled), "(b t) k -> b k", "mean", b=x.shape[0])
 
-    def forward(self, video: Tensor, return_aux: bool = False, boxes: Tensor | None = None):
+    def forward(self, video: Tensor | None = None, return_aux: bool = False, boxes: Tensor | None = None, *,
+                features: Tensor | None = None):
         """``boxes`` ``[B, T, D, 4]``: the generator's ground-truth boxes (``x1, y1, x2, y2`` in video
         pixels), which only ``variant="oracle"`` reads (its regions, Appendix E.6); other variants
-        ignore them, so a training loop may always pass them."""
-        x, aux = self.features(video), {}
+        ignore them, so a training loop may always pass them. ``features`` instead of ``video``: the
+        map :meth:`features` would give (``[B, T, C, H, W]``, e.g. from a cache of a frozen backbone)."""
+        if (video is None) == (features is None):
+            raise ValueError("give the model either video [B, T, 1, S, S] or features [B, T, C, H, W], not both")
+        x, aux = self.features(video) if features is None else features, {}
         if self.graph is not None:
             x, aux = self.graph(x, self.box_regions(boxes) if self.graph.given_regions else None)
         logits = self.head(x)

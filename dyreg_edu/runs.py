@@ -137,6 +137,17 @@ def load_checkpoint(path, *, keys: tuple[str, ...] = CHECKPOINT_KEYS,
     return load_torch_file(path, expected=expected, keys=keys)
 
 
+def load_weights(model: torch.nn.Module, state: dict, source) -> torch.nn.Module:
+    """``model`` with the state dict ``state`` (half-precision copies back in fp32), or one ``ValueError``
+    naming ``source`` when the weights do not fit it (a checkpoint of another model)."""
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as error:
+        raise ValueError(f"{source}: its weights do not fit the model its config describes "
+                         f"({str(error).splitlines()[0]})") from None
+    return model
+
+
 def export_checkpoint(run_dir, path, *, half: bool = True) -> Path:
     """A compact copy of a run for the book: the model (fp16 by default), its config and result."""
     run_dir = Path(run_dir)
@@ -310,10 +321,11 @@ class StepLog:
             return
         self.file.write("".join(json.dumps(record) + "\n" for record in records))
         self.file.flush()
-        last = records[-1]
-        self.bar.update(len(records))
-        self.bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.0f}",
-                             vps=f"{last['videos_per_second']:.0f}", val=last.get("val_accuracy", ""))
+        steps = [r for r in records if "loss" in r]  # a validation before the first step has none
+        if steps:
+            self.bar.update(len(steps))
+            self.bar.set_postfix(loss=f"{steps[-1]['loss']:.3f}", acc=f"{steps[-1]['accuracy']:.0f}",
+                                 vps=f"{steps[-1]['videos_per_second']:.0f}", val=steps[-1].get("val_accuracy", ""))
 
     def close(self) -> None:
         self.write(self.flush())

@@ -30,16 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_gen.multisync import NUM_CLASSES, MultiSyncMNIST
+from data_gen.multisync import LABELS, MultiSyncMNIST, task_options
 
 from . import experiments, mini
-from .inputs import as_input, build_data, data_checks, model_inputs  # noqa: F401  (as_input: for the chapters)
+from .feature_cache import FeatureCache
+from .inputs import as_input, build_data, data_checks, model_inputs, model_kwargs  # noqa: F401  (for the chapters)
 from .files import check_keys
 from .evaluation import evaluate, make_result, recompute_batchnorm  # noqa: F401  (evaluate: for the chapters)
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 from .dyreg import DyRegBlock
 from .runs import (Settings, StepLog, autocast, check_settings, git_commit, init_distributed, keyword_values,
-                   load_checkpoint, out_of_time, positive_int, process_device, progress_bar, python_call, restore,
+                   load_checkpoint, load_weights, out_of_time, positive_int, process_device, progress_bar, python_call, restore,
                    rounded, save_checkpoint)
 from .variants import BLOCK_VARIANTS, ORACLE_VARIANTS
 
@@ -53,7 +54,8 @@ class TrainConfig(Settings):
     variant: str = "dyreg"
     scale: str = "mini"
     recipe: str = "fast"
-    # data (data_gen.multisync.MultiSyncMNIST)
+    # data (data_gen.multisync.MultiSyncMNIST): a task's preset (TASKS; a rung of the ladder), then overrides
+    task: str = "mini"
     size: int = 64
     num_digits: int = 3
     num_frames: int = 8
@@ -62,6 +64,9 @@ class TrainConfig(Settings):
     data_seed: int = 0
     digit_size: int | None = None  # stored pixels; None: scales with size (7 at 64, 14 at 128)
     max_step: float | None = None  # largest step a frame, stored pixels; None: scales with size (2.5 at 64)
+    layout: str = "free"  # "halves": one digit a half (the where rung)
+    label: str = "pair"  # the paper's 56 classes; "upper" (10), "sync" (2)
+    p_no_sync: float | None = None  # the share of videos without synchronous digits (None: 1 / 56)
     # model (dyreg_edu.models.SyncMNISTModel)
     widths: tuple = MINI_BACKBONE["widths"]
     blocks: tuple = MINI_BACKBONE["blocks"]
@@ -71,6 +76,7 @@ class TrainConfig(Settings):
     dropout_on: str = "map"
     classifier_init: str = "torch"
     temporal_shift: bool = False  # TSM's shift before layer3 (the motion-aware plain control)
+    padding: str = "zeros"  # the backbone's: "circular" hides where a digit is from the plain model
     block: dict = field(default_factory=dict)  # DyRegBlock keywords, e.g. {"fixed_size": 2.0}
     # the mini design (dyreg_edu.mini)
     backbone: str = "digits"  # "digits": pretrained by mini.pretrain_digits; "scratch"
@@ -92,6 +98,8 @@ class TrainConfig(Settings):
     grad_clip: float = 5.0
     # bookkeeping
     eval_every: int = 250
+    full_curve: bool = False  # also validate before the first step and on still videos each time
+    feature_cache: bool = False  # the frozen backbone's map computed once per video (dyreg_edu.feature_cache)
     bn_batches: int = 0  # before each validation, recompute BatchNorm statistics over this many training batches
     log_every: int = 1  # per-step records are written in groups of this many (one GPU sync per group)
     checkpoint_minutes: float = 3.0
@@ -112,8 +120,9 @@ class TrainConfig(Settings):
 
     @classmethod
     def migrate(cls, d: dict) -> dict:
-        """Configs saved before ``experiments`` existed keep their research settings in it."""
-        return experiments.migrate_config(d)
+        """Configs saved before ``experiments`` existed keep their research settings in it; before tasks, the
+        task was the scale's."""
+        return {"task": d.get("scale", "mini"), **experiments.migrate_config(d)}
 
 
 #: The paper's learning rate (Section 4.2) and the batch it belongs to: the authors' runs use
@@ -123,13 +132,13 @@ PAPER_SGD = dict(optimizer="sgd", lr=PAPER_LR, momentum=0.9, weight_decay=5e-4, 
 #: The presets, one table: ``config(variant, scale, recipe)`` takes the scale's row, then the
 #: recipe's (default: the scale's), then the variant's exceptions at that scale.
 PRESETS = {
-    "scales": {
-        "mini": dict(size=64, num_digits=3, num_frames=8, train_videos=600_000, val_videos=2_000, **MINI_BACKBONE,
-                     backbone="digits", freeze_backbone=True, head_init="resnet18", epochs=0.12, batch_size=32,
-                     dropout=0.0, classifier_init="torch", eval_every=250),
-        "paper": dict(size=128, num_digits=5, num_frames=10, train_videos=600_000, val_videos=10_000, **PAPER_BACKBONE,
-                      backbone="scratch", freeze_backbone=False, epochs=10.0, batch_size=128, dropout=0.5,
-                      dropout_on="map", classifier_init="authors", eval_every=1000, bn_batches=16, log_every=50),
+    "scales": {  # the model, the design and the run; the data is the task of the scale's name unless told
+        "mini": dict(train_videos=600_000, val_videos=2_000, **MINI_BACKBONE, backbone="digits", freeze_backbone=True,
+                     head_init="resnet18", epochs=0.12, batch_size=32, dropout=0.0, classifier_init="torch",
+                     eval_every=250),
+        "paper": dict(train_videos=600_000, val_videos=10_000, **PAPER_BACKBONE, backbone="scratch",
+                      freeze_backbone=False, epochs=10.0, batch_size=128, dropout=0.5, dropout_on="map",
+                      classifier_init="authors", eval_every=1000, bn_batches=16, log_every=50),
     },
     "recipes": {
         "paper": PAPER_SGD,
@@ -150,15 +159,17 @@ def linear_scaled_lr(batch_size: int) -> float:
 
 
 def config(variant: str = "dyreg", scale: str = "mini", recipe: str | None = None, **overrides) -> TrainConfig:
-    """The configuration of ``variant`` at ``scale`` with ``recipe`` (default: the scale's);
-    ``overrides`` replace any field."""
+    """The configuration of ``variant`` at ``scale`` with ``recipe`` (default: the scale's) on the data of
+    ``task`` (an override; default: the scale's own, ``data_gen.multisync.TASKS``); ``overrides`` replace any field."""
     for name, value, choices in (("variant", variant, MODEL_VARIANTS), ("scale", scale, tuple(SCALES))):
         if value not in choices:
             raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     recipe = DEFAULT_RECIPES[scale] if recipe is None else recipe
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
-    settings = {**SCALES[scale], **RECIPES[recipe], **PRESETS["variants"].get(scale, {}).get(variant, {})}
+    task = overrides.pop("task", scale)
+    settings = {**SCALES[scale], "task": task, **task_options(task), **RECIPES[recipe],
+                **PRESETS["variants"].get(scale, {}).get(variant, {})}
     cfg = dataclasses.replace(TrainConfig(variant=variant, scale=scale, recipe=recipe, **settings), **overrides)
     if recipe == "paper_scaled" and "lr" not in overrides:
         cfg = dataclasses.replace(cfg, lr=linear_scaled_lr(cfg.batch_size))
@@ -196,10 +207,10 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
 
 def build_model(cfg: TrainConfig) -> SyncMNISTModel:
     """The model of ``cfg`` (random weights; :func:`starting_model` loads what a run starts from)."""
-    return SyncMNISTModel(cfg.variant, NUM_CLASSES, cfg.num_nodes, input_size=cfg.size, widths=tuple(cfg.widths),
+    return SyncMNISTModel(cfg.variant, LABELS[cfg.label], cfg.num_nodes, input_size=cfg.size, widths=tuple(cfg.widths),
                           blocks=tuple(cfg.blocks), stem=cfg.stem, dropout=cfg.dropout, dropout_on=cfg.dropout_on,
                           classifier_init=cfg.classifier_init, temporal_shift=cfg.temporal_shift,
-                          **cfg.block, **experiments.hooks(cfg).model_options())
+                          padding=cfg.padding, **cfg.block, **experiments.hooks(cfg).model_options())
 
 
 def starting_model(cfg: TrainConfig, *, progress: bool = True) -> tuple[SyncMNISTModel, dict]:
@@ -226,13 +237,7 @@ def load_trained(path, device: str = "cpu") -> tuple[SyncMNISTModel, MultiSyncMN
     ckpt = load_checkpoint(path, expected=expected)
     check_keys(ckpt["config"], ("variant", "scale"), source=path, expected=expected + " whose config names its variant")
     cfg = dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), device=device)
-    model = build_model(cfg)
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
-    except RuntimeError as error:  # e.g. a state dict of another model
-        raise ValueError(f"{path}: its weights do not fit the {cfg.variant} model its config describes "
-                         f"({str(error).splitlines()[0]})") from None
-    return model.to(device).eval(), build_data(cfg, "val", device)
+    return load_weights(build_model(cfg), ckpt["model"], path).to(device).eval(), build_data(cfg, "val", device)
 
 
 def set_train_mode(model: SyncMNISTModel, cfg: TrainConfig, hooks) -> None:
@@ -281,12 +286,15 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     if proc.world > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    train_data, val_data = build_data(cfg, "train", device), build_data(cfg, "val", device)
+    train_data, val_data = (FeatureCache(model, build_data(cfg, split, "cpu"), cfg, progress=progress and proc.main)
+                            if cfg.feature_cache else build_data(cfg, split, device) for split in ("train", "val"))
     loader = train_data.iter_batches(cfg.batch_size, shuffle=True)
     stop = min(cfg.total_steps, max_steps if max_steps is not None else cfg.total_steps)
     deadline = time.time() + 60 * max_minutes if max_minutes is not None else math.inf
     bar = progress_bar(range(state["step"], stop), progress and proc.main, cfg.variant, initial=state["step"], total=stop)
     log = StepLog(Path(out_dir) / "log.jsonl", cfg.batch_size, proc, bar)  # records wait on the device, a group at a time
+    if cfg.full_curve and state["step"] == 0 and proc.main:  # where the curve starts
+        log.write([{"step": 0, **validation(model, train_data, val_data, cfg, recompute=False)}])
     last_save = time.time()
     while state["step"] < stop and not out_of_time(deadline, proc):
         tic, step = time.time(), state["step"]
@@ -298,12 +306,12 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
         sums = [torch.zeros((), device=device), torch.zeros((), device=device)]  # loss x videos, correct answers
         for k, indices in enumerate(mine.chunk(cfg.accumulate)):
             batch = train_data.batch(indices)
-            (video, boxes), label = model_inputs(batch, device), batch["label"].to(device)
-            boxes = hooks.boxes(boxes, training=True)
+            inputs, label = model_kwargs(batch, device), batch["label"].to(device)  # video (or cached features), boxes
+            inputs["boxes"] = hooks.boxes(inputs["boxes"], training=True)
             sync = k == cfg.accumulate - 1 or proc.world == 1  # DDP averages the gradients at the last micro-batch
             with (contextlib.nullcontext() if sync else net.no_sync()), autocast(cfg.device, cfg.amp):
-                logits, aux = net(video, return_aux=True, boxes=boxes)
-            loss = F.cross_entropy(logits.float(), label) + hooks.loss(step, model, aux, boxes)
+                logits, aux = net(**inputs, return_aux=True)
+            loss = F.cross_entropy(logits.float(), label) + hooks.loss(step, model, aux, inputs["boxes"])
             (loss * (len(indices) * proc.world / cfg.batch_size)).backward()  # each video counts once in the mean
             sums = [sums[0] + loss.detach() * len(indices), sums[1] + (logits.argmax(-1) == label).sum()]
         if cfg.grad_clip:
@@ -317,8 +325,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
             records = log.flush()
             if validate and proc.main:
                 tic = time.time()
-                recompute_batchnorm(model, train_data, cfg, cfg.bn_batches)
-                records[-1].update(rounded(evaluate(model, val_data, cfg=cfg)))
+                records[-1].update(validation(model, train_data, val_data, cfg))
                 state["seconds"] += time.time() - tic
                 state["best_val_accuracy"] = max(state["best_val_accuracy"] or 0.0, records[-1]["val_accuracy"])
             log.write(records)
@@ -337,6 +344,16 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     if proc.world > 1:
         torch.distributed.barrier()
     return result
+
+
+def validation(model: SyncMNISTModel, train_data, val_data, cfg: TrainConfig, recompute: bool = True) -> dict:
+    """A validation record: :func:`evaluate` after recomputing BatchNorm, with ``full_curve`` on still videos too."""
+    if recompute:
+        recompute_batchnorm(model, train_data, cfg, cfg.bn_batches)
+    record = rounded(evaluate(model, val_data, cfg=cfg))
+    if cfg.full_curve:
+        record["still_val_accuracy"] = round(evaluate(model, val_data, cfg=cfg, still=True)["val_accuracy"], 4)
+    return record
 
 
 def gammas(model: SyncMNISTModel) -> dict:

@@ -1,0 +1,146 @@
+"""A ladder of tasks, from one where the paper's model has something to learn at the mini scale to the
+paper's own (issue 16): each rung trained with the paper's model (DyReg with the authors' code's switches,
+no boxes, no research switch) beside Fixed and the plain model.
+
+    python -m dyreg_edu.ladder --rung where                     # train / resume every variant of a rung
+    python -m dyreg_edu.ladder --rung sync2 --variant dyreg --seed 1 --max-minutes 60
+    python -m dyreg_edu.ladder --write                          # results/multisync/ladder/ladder.json
+
+A rung is a task of ``data_gen.multisync.TASKS`` and the trainer's settings around it (:data:`RUNGS`). Every
+rung below the paper's uses the mini design (:mod:`dyreg_edu.mini`): the layers before the graph are
+pretrained once on the rung's videos to find digits and frozen, the plain model trains first and every
+graph variant starts from it, so that a 2-core CPU spends its time on what the graph adds; the paper's
+rung trains from scratch, as the paper does. Runs log the whole curve (``full_curve``: a validation before
+the first step, still videos at each validation). A finished run's result goes to
+``results/multisync/ladder/<rung>/<variant>[_seed<s>].json`` with its thinned log, and its model (seed 0)
+to ``checkpoints/ladder/<rung>_<variant>.pt`` (fp16; ``dyreg_edu.train.load_trained`` loads it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from data_gen.multisync import TASK_DESCRIPTIONS
+
+from .ablations import keep_log
+from .mini import resnet_head_path
+from .runs import REPO_ROOT, export_checkpoint
+from .train import TrainConfig, config, train
+
+#: The rungs, easy to hard: ``(name, needs the synchronous-motion relation, the trainer's settings)``.
+RUNGS = [
+    ("where", False, dict(scale="mini", task="where", padding="circular")),
+    ("sync2", True, dict(scale="mini", task="sync2")),
+    ("pair2", True, dict(scale="mini", task="pair2")),
+    ("mini", True, dict(scale="mini", task="mini")),
+    ("paper", True, dict(scale="paper", task="paper")),
+]
+#: Why a rung's settings are what they are (beyond its task's description).
+NOTES = {
+    "where": "circular padding in the backbone: with zero padding the plain model reads which digit is upper "
+             "from the frame's border (73% against a 55% ceiling in a trial), so the label would not need the nodes",
+}
+#: The variants each rung trains, in order (the plain model first: the mini design's graph variants start from it).
+VARIANTS = ("resnet18", "dyreg", "fixed")
+LADDER_DIR = REPO_ROOT / "results" / "multisync" / "ladder"
+
+
+def rung_settings(name: str) -> dict:
+    for rung, _, settings in RUNGS:
+        if rung == name:
+            return dict(settings)
+    raise ValueError(f"rung must be one of {[r for r, _, _ in RUNGS]}, got {name!r}")
+
+
+def rung_config(rung: str, variant: str, seed: int = 0, **overrides) -> TrainConfig:
+    """The configuration of ``variant`` on ``rung``: the paper's model (no research switch), the whole curve logged."""
+    settings = {**rung_settings(rung), **overrides}
+    scale = settings.pop("scale")
+    return config(variant, scale, seed=seed, full_curve=True, **settings)
+
+
+def ladder_json() -> dict:
+    """``{"rungs": [{"name", "needs_relation", "description", "settings", "design"}, ...]}`` in order of difficulty."""
+    rungs = []
+    for name, relation, settings in RUNGS:
+        design = "from scratch, as the paper" if settings["scale"] == "paper" else (
+            "the mini design: digit layers pretrained once on the rung's videos and frozen; the graph variants "
+            "start from the trained plain model")
+        rungs.append({"name": name, "needs_relation": relation, "description": TASK_DESCRIPTIONS[settings["task"]],
+                      "settings": settings, "design": design, **({"note": NOTES[name]} if name in NOTES else {})})
+    return {"rungs": rungs}
+
+
+def result_name(variant: str, seed: int) -> str:
+    return variant if seed == 0 else f"{variant}_seed{seed}"
+
+
+def run_one(rung: str, variant: str, *, seed: int, runs_root: Path, deadline: float, progress: bool) -> dict | None:
+    """Train (or resume) one run until it finishes or the deadline; its result when finished."""
+    name = result_name(variant, seed)
+    target = LADDER_DIR / rung / f"{name}.json"
+    cfg = rung_config(rung, variant, seed)
+    if target.exists() and json.loads(target.read_text())["config"] == cfg.to_dict():
+        return json.loads(target.read_text())
+    minutes = (deadline - time.time()) / 60
+    if minutes < 0.5:
+        return None
+    out = runs_root / rung / name
+    shown = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
+    command = (f"python -m dyreg_edu.ladder --rung {rung} --variant {variant} --seed {seed} "
+               f"(dyreg_edu.train into {shlex.quote(str(shown))})")
+    result = train(cfg, out, resume=(out / "checkpoint.pt").exists(), max_minutes=minutes, progress=progress,
+                   command=command)
+    if not result["finished"]:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2) + "\n")
+    keep_log(out / "log.jsonl", LADDER_DIR / rung / "logs" / f"{name}.jsonl")
+    if seed == 0:
+        export_checkpoint(out, REPO_ROOT / "checkpoints" / "ladder" / f"{rung}_{variant}.pt")
+        if variant == "resnet18" and cfg.head_init == "none" and cfg.scale == "mini":  # where its graph variants start
+            export_checkpoint(out, resnet_head_path(cfg))
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dyreg_edu.ladder", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rung", action="append", help="a rung (repeatable; default: every rung below the paper's)")
+    p.add_argument("--variant", action="append", help=f"of {VARIANTS} (repeatable; default: all three, in order)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
+    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "ladder", help="where the run directories go")
+    p.add_argument("--write", action="store_true", help="only write results/multisync/ladder/ladder.json")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        LADDER_DIR.mkdir(parents=True, exist_ok=True)
+        (LADDER_DIR / "ladder.json").write_text(json.dumps(ladder_json(), indent=2) + "\n")
+        if args.write:
+            return 0
+        rungs = args.rung or [name for name, _, settings in RUNGS if settings["scale"] == "mini"]
+        variants = args.variant or list(VARIANTS)
+        for variant in variants:
+            if variant not in VARIANTS:
+                raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        deadline = time.time() + 60 * args.max_minutes
+        for rung in rungs:
+            rung_settings(rung)
+            for variant in variants:
+                result = run_one(rung, variant, seed=args.seed, runs_root=args.runs, deadline=deadline,
+                                 progress=not args.no_progress)
+                print(f"{rung} {result_name(variant, args.seed)}: "
+                      + (f"{result['val_accuracy']:.2f}% (still videos {result['still_val_accuracy']:.2f}%)"
+                         if result else "unfinished"), flush=True)
+    except (ValueError, FileNotFoundError) as error:
+        p.exit(2, f"{p.prog}: error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The ladder of tasks: the trainer's ``task`` presets, circular padding, the whole curve, the rungs."""
+
+import json
+
+import pytest
+import torch
+
+from dyreg_edu import ladder, mini, train
+from dyreg_edu.models import SyncMNISTModel
+
+from test_train import tiny
+
+
+def test_a_task_sets_the_data_and_the_number_of_classes():
+    cfg = train.config("dyreg", "mini", task="where")
+    assert (cfg.task, cfg.num_digits, cfg.digit_size, cfg.layout, cfg.label) == ("where", 2, 20, "halves", "upper")
+    assert train.build_model(cfg).classifier.out_features == 10
+    batch = train.build_data(cfg, "val").batch(range(4))
+    assert batch["label"].max() < 10 and batch["video"].shape[1:] == (8, 64, 64)
+    assert train.build_model(train.config("dyreg", "mini", task="sync2")).classifier.out_features == 2
+    assert train.config("dyreg", "mini").task == "mini" and train.config("dyreg", "paper").task == "paper"
+    assert train.config("dyreg", "mini") == train.config("dyreg", "mini", task="mini")
+    with pytest.raises(ValueError, match="task must be one of"):
+        train.config("dyreg", "mini", task="hard")
+
+
+def test_configs_saved_before_tasks_take_their_scales():
+    old = train.config("dyreg", "paper").to_dict()
+    del old["task"], old["layout"], old["label"], old["p_no_sync"], old["padding"], old["full_curve"]
+    assert train.TrainConfig.from_dict(old) == train.config("dyreg", "paper")
+
+
+def test_a_task_has_its_own_cached_backbone_and_plain_model():
+    where = train.config("dyreg", "mini", task="where", padding="circular")
+    assert mini.design_tag(where) == "_where_circular"
+    assert mini.digit_backbone_path(where).name == "multisync_mini_where_circular_digits.pt"
+    assert mini.backbone_config(where)["padding"] == "circular" and mini.backbone_config(where)["layout"] == "halves"
+    assert mini.design_tag(train.config("dyreg", "mini")) == ""  # the committed mini design keeps its files
+
+
+def test_circular_padding_hides_where_the_digits_are_from_the_plain_model():
+    """With circular padding the plain model's logits do not change when the whole video wraps around by a
+    multiple of its total stride (8 pixels); with zero padding they do."""
+    torch.manual_seed(0)
+    video = torch.rand(2, 3, 1, 32, 32)
+    moved = torch.roll(video, shifts=(8, 16), dims=(-2, -1))
+    for padding, same in (("circular", True), ("zeros", False)):
+        torch.manual_seed(0)
+        model = SyncMNISTModel("resnet18", input_size=32, widths=(8, 16, 32), blocks=(1, 1, 1), stem="small",
+                               padding=padding).eval()
+        with torch.no_grad():
+            assert torch.allclose(model(video), model(moved), atol=1e-5) is same, padding
+    with pytest.raises(ValueError, match="padding must be 'zeros' or 'circular'"):
+        SyncMNISTModel("resnet18", padding="reflect")
+
+
+def test_the_whole_curve_starts_before_the_first_step(tmp_path):
+    cfg = tiny("dyreg", task="where", size=64, num_frames=3, full_curve=True, train_videos=16, eval_every=2)
+    result = train.train(cfg, tmp_path, max_steps=2, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2] and "loss" not in records[0]
+    assert {"val_accuracy", "still_val_accuracy", "object_centric", "regions"} <= set(records[0]) <= set(records[2])
+    assert result["object_centric_distance_at_start"] == records[0]["object_centric"]["score"]
+    train.train(cfg, tmp_path, max_steps=3, resume=True, progress=False)  # a resumed run does not start again
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+
+
+def test_the_ladder_runs_the_papers_model_on_each_rung():
+    rungs = ladder.ladder_json()["rungs"]
+    assert [r["name"] for r in rungs] == ["where", "sync2", "pair2", "mini", "paper"]
+    assert [r["needs_relation"] for r in rungs] == [False, True, True, True, True]
+    assert all(r["description"] and r["design"] and r["settings"]["task"] for r in rungs)
+    for name, _, _ in ladder.RUNGS:
+        for variant in ladder.VARIANTS:
+            cfg = ladder.rung_config(name, variant)
+            assert cfg.experiments == {} and cfg.block == {} and cfg.full_curve  # no research switch
+    assert ladder.rung_config("where", "dyreg").padding == "circular"
+    with pytest.raises(ValueError, match="rung must be one of"):
+        ladder.rung_config("harder", "dyreg")
+    assert json.loads((ladder.LADDER_DIR / "ladder.json").read_text()) == ladder.ladder_json()
+
+
+def test_a_cached_run_gives_the_losses_of_an_uncached_one(tmp_path, monkeypatch):
+    """The fast path: the frozen backbone's map computed once per video (fp16 on disk). The first loss equals
+    the uncached run's to fp16's precision; the weights then follow gradients of features rounded to fp16,
+    so the next 49 drift apart only slowly (within 1% here)."""
+    import dataclasses
+
+    from dyreg_edu import feature_cache
+
+    monkeypatch.setenv("DYREG_CACHE", str(tmp_path / "cache"))
+    cfg = tiny("dyreg", freeze_backbone=True, train_videos=32, epochs=100)
+    train.train(cfg, tmp_path / "plain", max_steps=50, progress=False)
+    train.train(dataclasses.replace(cfg, feature_cache=True), tmp_path / "cached", max_steps=50, progress=False)
+    plain, cached = [[json.loads(line)["loss"] for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+                     for name in ("plain", "cached")]
+    assert len(plain) == len(cached) == 50
+    assert cached[0] == pytest.approx(plain[0], rel=5e-4)
+    assert cached == pytest.approx(plain, rel=1e-2)
+    caches = sorted((tmp_path / "cache").glob("*.f16"))
+    assert [path.name.split("_")[:2] for path in caches] == [["train", "32"], ["val", "4"]]
+    assert feature_cache.clear() > 0 and not (tmp_path / "cache").exists()
+    with pytest.raises(ValueError, match="feature_cache must be False unless the backbone is frozen"):
+        tiny("dyreg", feature_cache=True)
+
+
+def test_a_cache_interrupted_while_it_was_built_resumes(tmp_path, monkeypatch):
+    from dyreg_edu import feature_cache
+
+    monkeypatch.setenv("DYREG_CACHE", str(tmp_path))
+    monkeypatch.setattr(feature_cache, "CHUNK", 4)
+    cfg = tiny("fixed", freeze_backbone=True, train_videos=12)
+    model, data = train.build_model(cfg), train.build_data(cfg, "train")
+    whole = feature_cache.FeatureCache(model, data, cfg, progress=False)
+    expected = whole.batch(range(12))
+    meta = whole.path.with_suffix(".json")
+    meta.write_text(json.dumps({"built": 4}))  # as if stopped after the first chunk
+    again = feature_cache.FeatureCache(model, data, cfg, progress=False)
+    assert json.loads(meta.read_text())["built"] == 12
+    for key, value in again.batch(range(12)).items():
+        assert torch.equal(value, expected[key]), key
+    with torch.no_grad():
+        reference = model.eval().features(train.as_input(data.batch(range(12))["video"]))
+    torch.testing.assert_close(expected["features"], reference, rtol=2e-3, atol=2e-3)  # fp16 storage
