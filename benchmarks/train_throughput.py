@@ -10,6 +10,14 @@ the generator is not much faster than training.
     python benchmarks/train_throughput.py --scale paper --device cuda --out results/benchmarks/train_throughput_cuda.json
 
 On CUDA it uses bf16 autocast and channels-last, as the trainer does (``--compile`` adds torch.compile).
+
+``--mini-speedup`` compares today's mini path with the fast one, side by side in one run, with the trainer
+itself (``dyreg_edu.train.train``, the mini DyReg on a fixed set of videos): the backbone run on every
+video (``feature_cache=False``) and its map read from the cache (``feature_cache=True``, built first and
+timed apart), in alternating slices of steps so that a busy machine slows both alike; the rates are the
+videos of those steps over their wall time. The last line is ``speedup: X.XX``.
+
+    python benchmarks/train_throughput.py --mini-speedup [--steps 120] [--out results/benchmarks/mini_speedup_cpu.json]
 """
 from __future__ import annotations
 
@@ -83,6 +91,42 @@ def measure(variant: str, scale: str, device: str, batch: int, steps: int, compi
             "achieved_tflops": round(3 * 2 * macs / seconds / 1e12, 3)}
 
 
+def mini_speedup(steps: int, slices: int, compile_: bool) -> dict:
+    """Trainer videos/s of the mini DyReg without and with the feature cache (see the module docstring)."""
+    import tempfile
+
+    from dyreg_edu import train
+
+    base = config("dyreg", "mini", train_videos=8192, val_videos=32, eval_every=10**9, checkpoint_minutes=10**9)
+    fast = dataclasses.replace(base, feature_cache=True, compile=compile_)
+    root = tempfile.mkdtemp()
+    os.environ.setdefault("DYREG_CACHE", os.path.join(root, "cache"))
+    tic = time.perf_counter()
+    train.FeatureCache(*_backbone_and_data(base), fast, progress=False)  # built once, timed apart
+    build_seconds = time.perf_counter() - tic
+    seconds = {"today": 0.0, "fast": 0.0}
+    for k in range(1, slices + 1):
+        for name, cfg in (("today", base), ("fast", fast)):
+            out = os.path.join(root, name)
+            tic = time.perf_counter()
+            train.train(cfg, out, max_steps=k * steps // slices, resume=k > 1, progress=False)
+            seconds[name] += time.perf_counter() - tic
+    videos = steps * base.batch_size
+    rates = {name: videos / s for name, s in seconds.items()}
+    return {"steps": steps, "slices": slices, "batch": base.batch_size, "train_videos": base.train_videos,
+            "compile": compile_, "cache_build_seconds": round(build_seconds, 1),
+            "today_videos_per_second": round(rates["today"], 1), "fast_videos_per_second": round(rates["fast"], 1),
+            "speedup": round(rates["fast"] / rates["today"], 2)}
+
+
+def _backbone_and_data(cfg):
+    """The mini model with its frozen digit backbone, and the training videos (what the trainer caches)."""
+    from dyreg_edu import train
+
+    model, _ = train.starting_model(cfg, progress=False)
+    return model, build_data(cfg, "train", "cpu")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="mini")
@@ -92,7 +136,17 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--out", help="write the figures as JSON with their provenance")
+    p.add_argument("--mini-speedup", action="store_true", help="today's mini path against the fast one (the trainer)")
+    p.add_argument("--slices", type=int, default=4, help="--mini-speedup: alternating slices of the steps")
     args = p.parse_args(argv)
+    if args.mini_speedup:
+        tic = time.time()
+        row = mini_speedup(args.steps if args.steps != 5 else 120, args.slices, args.compile)
+        print(f"today's mini path {row['today_videos_per_second']:8.1f} videos/s   fast path "
+              f"{row['fast_videos_per_second']:8.1f} videos/s   (cache built once in {row['cache_build_seconds']:.0f} s)")
+        write_record(args, argv, {"mode": "mini-speedup", **row}, tic)
+        print(f"speedup: {row['speedup']:.2f}")
+        return 0
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in MODEL_VARIANTS]
     if unknown:
@@ -105,20 +159,25 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{variant:14s} train {row['train_videos_per_second']:9.1f} videos/s   generator {row['generator_videos_per_second']:10.1f} videos/s"
               f"   {row['forward_gmacs_per_video']:.3f} GMAC/video   {row['achieved_tflops']:.3f} TFLOP/s", flush=True)
+    write_record(args, argv, {"scale": args.scale, "rows": rows}, tic)
+    return 0
+
+
+def write_record(args, argv, figures: dict, tic: float) -> None:
+    """The figures with their provenance, to ``--out`` when given."""
     record = {
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "commit": git_commit(),
         "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else cpu_name(),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "scale": args.scale,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "wall_seconds": round(time.time() - tic, 1), "rows": rows,
+        "wall_seconds": round(time.time() - tic, 1), **figures,
     }
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(record, f, indent=2)
             f.write("\n")
-    return 0
 
 
 if __name__ == "__main__":

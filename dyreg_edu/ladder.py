@@ -19,6 +19,7 @@ to ``checkpoints/ladder/<rung>_<variant>.pt`` (fp16; ``dyreg_edu.train.load_trai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -29,7 +30,7 @@ from data_gen.multisync import TASK_DESCRIPTIONS
 
 from .ablations import keep_log
 from .mini import resnet_head_path
-from .runs import REPO_ROOT, export_checkpoint
+from .runs import REPO_ROOT, export_checkpoint, restore_state, save_state
 from .train import TrainConfig, config, train
 
 #: The rungs, easy to hard: ``(name, needs the synchronous-motion relation, the trainer's settings)``.
@@ -48,6 +49,8 @@ NOTES = {
 #: The variants each rung trains, in order (the plain model first: the mini design's graph variants start from it).
 VARIANTS = ("resnet18", "dyreg", "fixed")
 LADDER_DIR = REPO_ROOT / "results" / "multisync" / "ladder"
+#: Where an unfinished run's state is committed between sessions (and GPU windows).
+STATES_DIR = REPO_ROOT / "states" / "ladder"
 
 
 def rung_settings(name: str) -> dict:
@@ -80,8 +83,11 @@ def result_name(variant: str, seed: int) -> str:
     return variant if seed == 0 else f"{variant}_seed{seed}"
 
 
-def run_one(rung: str, variant: str, *, seed: int, runs_root: Path, deadline: float, progress: bool) -> dict | None:
-    """Train (or resume) one run until it finishes or the deadline; its result when finished."""
+def run_one(rung: str, variant: str, *, seed: int, runs_root: Path, deadline: float, progress: bool,
+            device: str = "cpu") -> dict | None:
+    """Train (or resume) one run until it finishes or the deadline; its result when finished. A run that has no
+    checkpoint in ``runs_root`` resumes from its committed state (``states/ladder/<rung>/<name>/``, left by an
+    earlier session or a GPU window), and an unfinished one is saved there for the next."""
     name = result_name(variant, seed)
     target = LADDER_DIR / rung / f"{name}.json"
     cfg = rung_config(rung, variant, seed)
@@ -90,13 +96,16 @@ def run_one(rung: str, variant: str, *, seed: int, runs_root: Path, deadline: fl
     minutes = (deadline - time.time()) / 60
     if minutes < 0.5:
         return None
-    out = runs_root / rung / name
+    out, state = runs_root / rung / name, STATES_DIR / rung / name
+    restore_state(state, out)
+    cfg = dataclasses.replace(cfg, device=device)
     shown = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
     command = (f"python -m dyreg_edu.ladder --rung {rung} --variant {variant} --seed {seed} "
                f"(dyreg_edu.train into {shlex.quote(str(shown))})")
     result = train(cfg, out, resume=(out / "checkpoint.pt").exists(), max_minutes=minutes, progress=progress,
                    command=command)
     if not result["finished"]:
+        save_state(out, state)
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
@@ -106,6 +115,17 @@ def run_one(rung: str, variant: str, *, seed: int, runs_root: Path, deadline: fl
         if variant == "resnet18" and cfg.head_init == "none" and cfg.scale == "mini":  # where its graph variants start
             export_checkpoint(out, resnet_head_path(cfg))
     return result
+
+
+def outputs(rung: str, variant: str, seed: int) -> list[Path]:
+    """The files a finished run adds: its result, its thinned log and (seed 0) its checkpoints."""
+    name = result_name(variant, seed)
+    files = [LADDER_DIR / rung / f"{name}.json", LADDER_DIR / rung / "logs" / f"{name}.jsonl.gz"]
+    if seed == 0:
+        files.append(REPO_ROOT / "checkpoints" / "ladder" / f"{rung}_{variant}.pt")
+        if variant == "resnet18" and rung_settings(rung)["scale"] == "mini":
+            files.append(resnet_head_path(rung_config(rung, variant)))
+    return files
 
 
 def main(argv=None) -> int:

@@ -160,6 +160,78 @@ def export_checkpoint(run_dir, path, *, half: bool = True) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- states kept between sessions
+
+
+def map_tensors(tree, fn):
+    """``fn`` applied to every tensor of a (nested dict/list) state; the rest unchanged."""
+    if torch.is_tensor(tree):
+        return fn(tree)
+    if isinstance(tree, dict):
+        return {k: map_tensors(v, fn) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [map_tensors(v, fn) for v in tree]
+    return tree
+
+
+def compact(tree, dtype):
+    """Floating tensors of a (nested) state to ``dtype``; scalars (Adam's ``step``) and the rest unchanged.
+
+    The model goes to fp16 (more mantissa than bf16); the optimiser to bf16, whose range keeps Adam's tiny
+    second moments (fp16 would flush them to zero, and the first resumed step would divide by ``eps`` alone).
+    """
+    return map_tensors(tree, lambda t: t.to(dtype) if t.is_floating_point() and t.numel() > 1 else t)
+
+
+def float32(tree):
+    """Half-precision tensors of a (nested) state back to fp32; the rest unchanged."""
+    return map_tensors(tree, lambda t: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t)
+
+
+def without_sgd_momentum(optimizer: dict) -> dict:
+    """An optimiser state dict with SGD's momentum buffers left out (Adam's moments kept).
+
+    A committed state is repository history, and the momentum buffer is as large as the model. With momentum
+    0.9 it remembers about the last ten steps' gradients; a resumed SGD rebuilds it from its first gradient on
+    (PyTorch starts a missing buffer as that gradient), so leaving it out halves a commit and costs the run a
+    few steps' worth of momentum, like the half-precision rounding does.
+    """
+    state = {k: {n: v for n, v in s.items() if n != "momentum_buffer"} for k, s in optimizer["state"].items()}
+    return {**optimizer, "state": {k: s for k, s in state.items() if s}}
+
+
+def save_state(run: Path, folder: Path) -> list[Path]:
+    """A run's checkpoint, made small enough to commit, so that a later session (or GPU window) resumes it:
+    ``run/checkpoint.pt`` -> ``folder/model.pt`` (fp16; with the config, step and random state) and
+    ``folder/optimizer.pt`` (bf16, without SGD's momentum), and the log as ``folder/log.jsonl.gz``."""
+    ckpt = load_checkpoint(Path(run) / "checkpoint.pt")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(compact({k: v for k, v in ckpt.items() if k != "optimizer"}, torch.float16), folder / "model.pt")
+    torch.save(compact(without_sgd_momentum(ckpt["optimizer"]), torch.bfloat16), folder / "optimizer.pt")
+    (folder / "log.jsonl").unlink(missing_ok=True)  # states saved before logs were compressed kept it plain
+    (folder / "log.jsonl.gz").write_bytes(gzip.compress((Path(run) / "log.jsonl").read_bytes(), mtime=0))
+    return [folder / "model.pt", folder / "optimizer.pt", folder / "log.jsonl.gz"]
+
+
+def restore_state(folder: Path, run: Path) -> bool:
+    """``folder``'s saved state back as ``run/checkpoint.pt`` (fp32 again) and its log, when ``run`` has no
+    checkpoint of its own; whether it did. A continuation therefore starts from the rounded state: its
+    losses are close to, not bit-equal with, an uninterrupted run's (within one session resume is exact)."""
+    folder, run = Path(folder), Path(run)
+    if not (folder / "model.pt").exists() or (run / "checkpoint.pt").exists():
+        return False
+    model = torch.load(folder / "model.pt", weights_only=True)
+    optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
+    run.mkdir(parents=True, exist_ok=True)
+    torch.save(float32(model) | {"optimizer": float32(optimizer)}, run / "checkpoint.pt")
+    records = read_log(folder / "log.jsonl")
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if (folder / "windows.jsonl").exists():
+        (run / "windows.jsonl").write_text((folder / "windows.jsonl").read_text())
+    return True
+
+
 # --------------------------------------------------------------------------- the log
 
 

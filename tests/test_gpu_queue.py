@@ -9,22 +9,24 @@ import pytest
 import torch
 
 from tools import gpu_queue
-from dyreg_edu import train
+from dyreg_edu import runs, train
 from test_train import tiny
 
 
-def test_state_survives_a_half_precision_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_queue, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(gpu_queue, "STATES", tmp_path / "states")
-    monkeypatch.setattr(gpu_queue, "REPO", tmp_path)
+def job(tmp_path, name="dyreg"):
+    """A queue job whose run and state folders are in ``tmp_path``."""
+    return gpu_queue.Job(name, tmp_path / "runs" / name, tmp_path / "states" / name, None, None, None)
+
+
+def test_state_survives_a_half_precision_round_trip(tmp_path):
     cfg = tiny("dyreg", train_videos=16)
     train.train(cfg, tmp_path / "runs" / "dyreg", max_steps=2, progress=False)
-    files = gpu_queue.save_state("dyreg")
-    assert all(f.exists() for f in files)
+    files = runs.save_state(tmp_path / "runs" / "dyreg", tmp_path / "states" / "dyreg")
+    assert all(f.exists() for f in files) and files[-1].name == "log.jsonl.gz"
     model = torch.load(tmp_path / "states" / "dyreg" / "model.pt", weights_only=True)
     assert all(v.dtype != torch.float32 for v in model["model"].values())
     (tmp_path / "runs" / "dyreg" / "checkpoint.pt").unlink()
-    gpu_queue.restore_state("dyreg")
+    assert runs.restore_state(tmp_path / "states" / "dyreg", tmp_path / "runs" / "dyreg")
     result = train.train(cfg, tmp_path / "runs" / "dyreg", max_steps=4, resume=True, progress=False)
     assert result["steps"] == 4
     steps = [json.loads(line)["step"] for line in (tmp_path / "runs" / "dyreg" / "log.jsonl").read_text().splitlines()]
@@ -36,14 +38,14 @@ def test_sgd_momentum_is_left_out_and_sgd_resumes_without_it():
     sgd = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
     weight.sum().backward()
     sgd.step()
-    slim = gpu_queue.without_sgd_momentum(sgd.state_dict())
+    slim = runs.without_sgd_momentum(sgd.state_dict())
     assert slim["state"] == {} and slim["param_groups"] == sgd.state_dict()["param_groups"]
     fresh = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
     fresh.load_state_dict(slim)
     fresh.step()  # the buffer restarts as this gradient
     assert torch.allclose(fresh.state[weight]["momentum_buffer"], torch.ones(3))
     adam = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.ones(2)}}, "param_groups": []}
-    assert gpu_queue.without_sgd_momentum(adam) == adam
+    assert runs.without_sgd_momentum(adam) == adam
 
 
 def test_pack_splits_and_reassembles(tmp_path, monkeypatch):
@@ -71,22 +73,20 @@ def test_first_minute_holds_the_tsm_overhead_cuda_rows():
 def test_compact_keeps_adam_second_moments_and_steps():
     """bf16 keeps tiny second moments that fp16 would flush to zero; scalar steps stay exact."""
     state = {"state": {0: {"step": torch.tensor(93750.0), "exp_avg_sq": torch.full((4,), 1e-12)}}}
-    small = gpu_queue.compact(state, torch.bfloat16)
+    small = runs.compact(state, torch.bfloat16)
     assert small["state"][0]["step"].item() == 93750.0
     assert small["state"][0]["exp_avg_sq"].dtype == torch.bfloat16
     assert (small["state"][0]["exp_avg_sq"] > 0).all()
-    assert gpu_queue.float32(small)["state"][0]["exp_avg_sq"].dtype == torch.float32
+    assert runs.float32(small)["state"][0]["exp_avg_sq"].dtype == torch.float32
 
 
-def test_each_window_is_recorded_with_its_steps(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_queue, "STATES", tmp_path / "states")
-    monkeypatch.setattr(gpu_queue, "RUNS", tmp_path / "runs")
+def test_each_window_is_recorded_with_its_steps(tmp_path):
     folder = tmp_path / "states" / "dyreg"
     folder.mkdir(parents=True)
     (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n')
-    path = gpu_queue.record_window("dyreg", 0, 12.3, "cpu")
+    path = gpu_queue.record_window(job(tmp_path), 0, 12.3, "cpu")
     (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n{"step": 90}\n')
-    gpu_queue.record_window("dyreg", 40, 4.0, "cpu")
+    gpu_queue.record_window(job(tmp_path), 40, 4.0, "cpu")
     windows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(w["from_step"], w["to_step"]) for w in windows] == [(0, 40), (40, 90)]
     assert all({"date", "device", "commit", "wall_seconds"} <= set(w) for w in windows)
@@ -96,20 +96,18 @@ def test_a_warm_machines_second_window_keeps_the_first(tmp_path, monkeypatch):
     """On a warm machine the run folder outlives a working tree whose states/ lacks the first
     window (it was not unpacked yet): the second window resumes from the run folder's step,
     and the committed record still lists both windows."""
-    monkeypatch.setattr(gpu_queue, "STATES", tmp_path / "states")
-    monkeypatch.setattr(gpu_queue, "RUNS", tmp_path / "runs")
     run, folder = tmp_path / "runs" / "dyreg", tmp_path / "states" / "dyreg"
     run.mkdir(parents=True), folder.mkdir(parents=True)
-    assert gpu_queue.resumes_from("dyreg") == 0
+    assert gpu_queue.resumes_from(job(tmp_path)) == 0
     (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n')
-    gpu_queue.record_window("dyreg", 0, 12.3, "cpu")
+    gpu_queue.record_window(job(tmp_path), 0, 12.3, "cpu")
     (run / "checkpoint.pt").write_bytes(b"")
     (run / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n')
     for f in folder.iterdir():  # the next call's working tree: no states/ for this run
         f.unlink()
-    assert gpu_queue.resumes_from("dyreg") == 40
+    assert gpu_queue.resumes_from(job(tmp_path)) == 40
     (folder / "log.jsonl").write_text('{"step": 1}\n{"step": 40}\n{"step": 90}\n')
-    path = gpu_queue.record_window("dyreg", gpu_queue.resumes_from("dyreg"), 4.0, "cpu")
+    path = gpu_queue.record_window(job(tmp_path), gpu_queue.resumes_from(job(tmp_path)), 4.0, "cpu")
     windows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(w["from_step"], w["to_step"]) for w in windows] == [(0, 40), (40, 90)]
 
@@ -202,3 +200,26 @@ def test_block_profile_reproduces_the_block_and_covers_every_stage(monkeypatch):
     monkeypatch.setattr(profile, "remap_nodes", lambda nodes, kernels: 1.001 * real_remap(nodes, kernels))
     with pytest.raises(SystemExit, match="differs from block"):
         profile.check_stages(block, x, contextlib.nullcontext)
+
+
+def test_the_queue_trains_the_ladders_long_runs_first_and_saves_their_state(tmp_path, monkeypatch):
+    """The ladder's runs come before the paper scale; an unfinished one is saved to its committed state and
+    resumes from it on another machine (a later window, or a CPU session)."""
+    names = [j.name for j in gpu_queue.ladder_jobs("cuda") + gpu_queue.paper_jobs("cuda")]
+    assert names[:3] == ["ladder/sync2/resnet18", "ladder/sync2/dyreg", "ladder/sync2/fixed"]
+    assert names.index("ladder/mini/fixed_seed1") < names.index("dyreg")
+    trained = []
+
+    def fake_train(deadline):
+        cfg = tiny("dyreg", train_videos=16)
+        train.train(cfg, tmp_path / "runs" / "x", max_steps=len(trained) + 1, resume=bool(trained), progress=False)
+        trained.append(deadline)
+        return None  # unfinished
+
+    x = gpu_queue.Job("x", tmp_path / "runs" / "x", tmp_path / "states" / "x", fake_train, lambda: False, list)
+    changed = gpu_queue.run_queue(float("inf"), "cpu", jobs=[x])
+    assert {p.name for p in changed} == {"model.pt", "optimizer.pt", "log.jsonl.gz", "windows.jsonl"}
+    (tmp_path / "runs" / "x" / "checkpoint.pt").unlink()  # another machine: only the committed state
+    gpu_queue.run_queue(float("inf"), "cpu", jobs=[x])
+    windows = [json.loads(line) for line in (tmp_path / "states" / "x" / "windows.jsonl").read_text().splitlines()]
+    assert [(w["from_step"], w["to_step"]) for w in windows] == [(0, 1), (1, 2)]

@@ -80,6 +80,7 @@ def test_the_ladder_runs_the_papers_model_on_each_rung():
     assert json.loads((ladder.LADDER_DIR / "ladder.json").read_text()) == ladder.ladder_json()
 
 
+@pytest.mark.slow
 def test_a_cached_run_gives_the_losses_of_an_uncached_one(tmp_path, monkeypatch):
     """The fast path: the frozen backbone's map computed once per video (fp16 on disk). The first loss equals
     the uncached run's to fp16's precision; the weights then follow gradients of features rounded to fp16,

@@ -10,13 +10,16 @@ picks up where the last window stopped and stops itself in time to save:
    those not recorded yet (``--rerun-benchmarks`` measures them all again, e.g. on another GPU).
    ``block_profile`` is torch.profiler's account of one DyReg block at res4, stage by stage: why
    ``tsm_overhead``'s DyReg costs more on the GPU than paper Table 12 says.
-2. The rest goes to the paper-scale MultiSyncMNIST runs in the order of their value
-   (:data:`dyreg_edu.ablations.PRIORITY`: ``dyreg``, ``fixed``, ``resnet18``, ``pos_only``,
-   then the others). Each resumes from its committed state in ``states/multisync/<name>/``
-   (model and optimiser in half precision, the only place a run survives between
-   windows), trains until the deadline or its end, and is saved back there. A finished
-   run writes ``results/multisync/<name>.json`` and, for the book's variants,
-   ``checkpoints/multisync_<name>.pt``.
+2. The rest goes first to the ladder's long runs (:mod:`dyreg_edu.ladder`: the rungs that need the
+   relation, :data:`LADDER_RUNGS`; the plain model, DyReg and Fixed, then a second seed of the last two),
+   which take millions of videos (days on a CPU, minutes on an H100), then to the paper-scale
+   MultiSyncMNIST runs in the order of their value (:data:`dyreg_edu.ablations.PRIORITY`: ``dyreg``,
+   ``fixed``, ``resnet18``, ``pos_only``, then the others). Each resumes from its committed state in
+   ``states/ladder/<rung>/<name>/`` or ``states/multisync/<name>/`` (model and optimiser in half
+   precision, :func:`dyreg_edu.runs.save_state`; the only place a run survives between windows, and
+   where a CPU session resumes it from too), trains until the deadline or its end, and is saved back
+   there with a ``windows.jsonl`` record of which machine ran which steps. A finished run writes its
+   result (``results/multisync/ladder/<rung>/`` or ``results/multisync/``) and checkpoint.
 
 Everything it changed is packed into ``OUT/queue.tar.part-*`` (15 MB pieces, the
 device tool's limit is 16 MB a file); unpack it in the repository with
@@ -32,16 +35,19 @@ import sys
 import tarfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from dyreg_edu import ablations  # noqa: E402
-from dyreg_edu.runs import load_checkpoint  # noqa: E402
+from dyreg_edu import ablations, ladder, runs  # noqa: E402
 
 STATES = REPO / "states" / "multisync"
+#: The ladder's rungs whose runs need millions of videos: the queue trains them before the paper scale.
+LADDER_RUNGS = ("sync2", "pair2", "mini")
 RUNS = REPO / "runs" / "paper"
 #: The CUDA benchmarks of the first minute or two, in order of value; each gets at most
 #: ``BENCHMARK_SECONDS`` left of the budget (a slow or broken one cannot eat the window).
@@ -55,78 +61,6 @@ BENCHMARKS = [
 ]
 BENCHMARK_SECONDS = 110
 PIECE = 15 * 2**20
-
-
-def map_tensors(tree, fn):
-    """``fn`` applied to every tensor of a (nested dict/list) state; the rest unchanged."""
-    if torch.is_tensor(tree):
-        return fn(tree)
-    if isinstance(tree, dict):
-        return {k: map_tensors(v, fn) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [map_tensors(v, fn) for v in tree]
-    return tree
-
-
-def compact(tree, dtype):
-    """Floating tensors of a (nested) state to ``dtype``; scalars (Adam's ``step``) and the rest unchanged.
-
-    The model goes to fp16 (more mantissa than bf16); the optimiser to bf16, whose range
-    keeps Adam's tiny second moments (fp16 would flush them to zero, and the first resumed
-    step would divide by ``eps`` alone).
-    """
-    return map_tensors(tree, lambda t: t.to(dtype) if t.is_floating_point() and t.numel() > 1 else t)
-
-
-def float32(tree):
-    """Half-precision tensors of a (nested) state back to fp32; the rest unchanged."""
-    return map_tensors(tree, lambda t: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t)
-
-
-def without_sgd_momentum(optimizer: dict) -> dict:
-    """An optimiser state dict with SGD's momentum buffers left out (Adam's moments kept).
-
-    A committed state is repository history (100 MB in all), and the momentum buffer is as
-    large as the model. With momentum 0.9 it remembers about the last ten steps' gradients of
-    a run of ~10^5 steps; a resumed SGD rebuilds it from its first gradient on (PyTorch starts
-    a missing buffer as that gradient), so leaving it out halves a window's commit and costs
-    the run a few steps' worth of momentum, like the half-precision rounding does.
-    """
-    state = {k: {n: v for n, v in s.items() if n != "momentum_buffer"} for k, s in optimizer["state"].items()}
-    return {**optimizer, "state": {k: s for k, s in state.items() if s}}
-
-
-def save_state(name: str) -> list[Path]:
-    """runs/paper/<name>/checkpoint.pt -> states/multisync/<name>/{model (fp16),optimizer (bf16)}.pt + log.jsonl.
-
-    The optimiser is kept without SGD's momentum (:func:`without_sgd_momentum`).
-    """
-    run = RUNS / name
-    ckpt = load_checkpoint(run / "checkpoint.pt")
-    folder = STATES / name
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(compact({k: v for k, v in ckpt.items() if k != "optimizer"}, torch.float16), folder / "model.pt")  # rng: bytes
-    torch.save(compact(without_sgd_momentum(ckpt["optimizer"]), torch.bfloat16), folder / "optimizer.pt")
-    (folder / "log.jsonl").write_text((run / "log.jsonl").read_text())
-    return [folder / "model.pt", folder / "optimizer.pt", folder / "log.jsonl"]
-
-
-def restore_state(name: str) -> None:
-    """states/multisync/<name>/ -> runs/paper/<name>/checkpoint.pt (fp32 again), when the run dir lacks it.
-
-    A GPU continuation therefore starts from the rounded state: its losses are close to,
-    not bit-equal with, an uninterrupted run's (within one window, resume is exact).
-    """
-    folder, run = STATES / name, RUNS / name
-    if not (folder / "model.pt").exists() or (run / "checkpoint.pt").exists():
-        return
-    model = torch.load(folder / "model.pt", weights_only=True)
-    optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
-    run.mkdir(parents=True, exist_ok=True)
-    torch.save(float32(model) | {"optimizer": float32(optimizer)}, run / "checkpoint.pt")
-    (run / "log.jsonl").write_text((folder / "log.jsonl").read_text())
-    if (folder / "windows.jsonl").exists():
-        (run / "windows.jsonl").write_text((folder / "windows.jsonl").read_text())
 
 
 def pack(paths: list[Path], out: Path) -> list[Path]:
@@ -169,72 +103,101 @@ def run_benchmarks(device: str, rerun: bool = False) -> list[Path]:
 
 
 def last_step(log: Path) -> int:
-    """The step of a run's last log record (0 for no log)."""
-    lines = log.read_text().splitlines() if log.exists() else []
-    return json.loads(lines[-1])["step"] if lines else 0
+    """The step of a run's last log record (0 for no log; ``log.jsonl`` or its ``.gz``)."""
+    records = runs.read_log(log)
+    return records[-1]["step"] if records else 0
 
 
-def record_window(name: str, first_step: int, seconds: float, device: str) -> Path:
-    """Append this window's share of run ``name`` to its ``windows.jsonl``: when, on what, with
-    which commit, from which step to which (a run's provenance across windows).
+@dataclass
+class Job:
+    """One run of the queue: where it trains (``run``), where its state is committed (``state``), and how
+    it trains until a deadline (``train(deadline) -> result or None``) and which files a finished one adds."""
 
-    The record is kept in the run folder (which survives on a warm machine even where the
-    working tree's ``states/`` was replaced by a copy without this window) and copied to
-    ``states/multisync/<name>/windows.jsonl``, the file that is committed.
-    """
-    from dyreg_edu.runs import provenance_fields
+    name: str
+    run: Path
+    state: Path
+    train: Callable[[float], dict | None]
+    finished: Callable[[], bool]
+    outputs: Callable[[], list[Path]]
 
-    run, folder = RUNS / name, STATES / name
-    fields = provenance_fields("python tools/gpu_queue.py", seconds, device)
+
+def ladder_jobs(device: str) -> list[Job]:
+    """The ladder's long runs (the rungs that need the relation; DyReg, Fixed and the plain model, two seeds)."""
+    jobs = []
+    for rung in LADDER_RUNGS:
+        for seed in (0, 1):
+            for variant in ladder.VARIANTS if seed == 0 else ("dyreg", "fixed"):
+                name = ladder.result_name(variant, seed)
+                jobs.append(Job(
+                    f"ladder/{rung}/{name}", REPO / "runs" / "ladder" / rung / name, REPO / "states" / "ladder" / rung / name,
+                    lambda deadline, r=rung, v=variant, s=seed: ladder.run_one(
+                        r, v, seed=s, runs_root=REPO / "runs" / "ladder", deadline=deadline, progress=False, device=device),
+                    lambda r=rung, n=name: (ladder.LADDER_DIR / r / f"{n}.json").exists(),
+                    lambda r=rung, n=name, v=variant, s=seed: ladder.outputs(r, v, s)))
+    return jobs
+
+
+def paper_jobs(device: str) -> list[Job]:
+    """The paper-scale runs in :data:`ablations.PRIORITY` order."""
+    return [Job(name, RUNS / name, STATES / name,
+                lambda deadline, n=name: ablations.run_one(ablations.run_of(n), "paper", RUNS, deadline=deadline,
+                                                           common={"device": device}, progress=False),
+                lambda n=name: bool((ablations.read_result("paper", n) or {}).get("finished")),
+                lambda n=name: [ablations.results_dir("paper") / f"{n}.json",
+                                ablations.results_dir("paper") / "logs" / f"{n}.jsonl.gz",
+                                REPO / "checkpoints" / f"multisync_{n}.pt"])
+            for name in ablations.PRIORITY]
+
+
+def record_window(job: Job, first_step: int, seconds: float, device: str) -> Path:
+    """Append this window's share of ``job`` to its ``windows.jsonl``: when, on what, with which commit, from
+    which step to which (a run's provenance across windows). Kept in the run folder (which survives on a
+    warm machine even where the working tree's ``states/`` was replaced) and copied to the committed state."""
+    fields = runs.provenance_fields("python tools/gpu_queue.py", seconds, device)
     window = {"date": fields["date"], "device": fields["device"], "commit": fields["commit"],
-              "from_step": first_step, "to_step": last_step(folder / "log.jsonl"), "wall_seconds": fields["wall_seconds"]}
-    run.mkdir(parents=True, exist_ok=True)
-    with (run / "windows.jsonl").open("a") as f:
+              "from_step": first_step, "to_step": last_step(job.state / "log.jsonl"), "wall_seconds": fields["wall_seconds"]}
+    job.run.mkdir(parents=True, exist_ok=True)
+    with (job.run / "windows.jsonl").open("a") as f:
         f.write(json.dumps(window) + "\n")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "windows.jsonl"
-    path.write_text((run / "windows.jsonl").read_text())
+    job.state.mkdir(parents=True, exist_ok=True)
+    path = job.state / "windows.jsonl"
+    path.write_text((job.run / "windows.jsonl").read_text())
     return path
 
 
-def resumes_from(name: str) -> int:
-    """The step run ``name`` resumes from: its run folder's log when that holds a checkpoint (a
-    warm machine's own last window), else the committed state's log (0 for a new run)."""
-    run = RUNS / name
-    if (run / "checkpoint.pt").exists():
-        return last_step(run / "log.jsonl")
-    return last_step(STATES / name / "log.jsonl")
+def resumes_from(job: Job) -> int:
+    """The step ``job`` resumes from: its run folder's log when that holds a checkpoint (a warm machine's own
+    last window), else the committed state's log (0 for a new run)."""
+    if (job.run / "checkpoint.pt").exists():
+        return last_step(job.run / "log.jsonl")
+    return last_step(job.state / "log.jsonl")
 
 
-def run_queue(deadline: float, device: str) -> list[Path]:
-    """The paper-scale runs in :data:`ablations.PRIORITY` order until ``deadline``; the files changed."""
+def run_queue(deadline: float, device: str, jobs: list[Job] | None = None) -> list[Path]:
+    """The jobs in order (the ladder's long runs, then the paper scale) until ``deadline``; the files changed."""
     changed: list[Path] = []
-    for name in ablations.PRIORITY:
+    for job in ladder_jobs(device) + paper_jobs(device) if jobs is None else jobs:
         if time.time() > deadline - 60:
             break
-        done = ablations.read_result("paper", name)
-        if done and done.get("finished"):
+        if job.finished():
             continue
         tic = time.time()
         try:
-            restore_state(name)
-            first_step = resumes_from(name)
-            result = ablations.run_one(ablations.run_of(name), "paper", RUNS, deadline=deadline,
-                                       common={"device": device}, progress=False)
+            runs.restore_state(job.state, job.run)
+            first_step = resumes_from(job)
+            result = job.train(deadline)
         except Exception:  # report it and go on: one broken run must not cost the window
             traceback.print_exc()
-            print(f"gpu_queue: {name} failed (traceback above); trying the next run", flush=True)
+            print(f"gpu_queue: {job.name} failed (traceback above); trying the next run", flush=True)
             continue
-        if (RUNS / name / "checkpoint.pt").exists():
-            changed += save_state(name)
-            changed.append(record_window(name, first_step, time.time() - tic, device))
+        if (job.run / "checkpoint.pt").exists():
+            changed += runs.save_state(job.run, job.state)
+            changed.append(record_window(job, first_step, time.time() - tic, device))
         if result is None:
-            print(f"gpu_queue: {name} saved, unfinished", flush=True)
+            print(f"gpu_queue: {job.name} saved, unfinished", flush=True)
             break
-        changed.append(ablations.results_dir("paper") / f"{name}.json")
-        changed.append(ablations.results_dir("paper") / "logs" / f"{name}.jsonl")
-        changed.append(REPO / "checkpoints" / f"multisync_{name}.pt")
-        print(f"gpu_queue: {name} finished at {result['val_accuracy']:.2f}%", flush=True)
+        changed += job.outputs()
+        print(f"gpu_queue: {job.name} finished at {result['val_accuracy']:.2f}%", flush=True)
     return changed
 
 
