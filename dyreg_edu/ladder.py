@@ -26,19 +26,24 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from data_gen.multisync import TASK_DESCRIPTIONS
 
 from .ablations import keep_log
+from .inputs import build_data
+from .metrics import motion_blind_ceiling
 from .mini import resnet_head_path
 from .runs import REPO_ROOT, export_checkpoint, restore_state, save_state
-from .train import TrainConfig, config, train
+from .train import TrainConfig, config, evaluate, load_trained, train
 
-#: The rungs, easy to hard: ``(name, needs the synchronous-motion relation, the trainer's settings)``.
+#: The rungs, easy to hard: ``(name, needs the synchronous-motion relation, the trainer's settings)``; a
+#: ``graph_epochs`` setting is the graph variants' schedule (the plain model keeps its scale's).
 RUNGS = [
     ("where", False, dict(scale="mini", task="where", padding="circular")),
-    ("sync2", True, dict(scale="mini", task="sync2")),
-    ("pair2", True, dict(scale="mini", task="pair2")),
-    ("mini", True, dict(scale="mini", task="mini")),
+    ("sync2", True, dict(scale="mini", task="sync2", graph_epochs=1.0)),
+    ("pair2", True, dict(scale="mini", task="pair2", graph_epochs=2.0)),
+    ("mini", True, dict(scale="mini", task="mini", graph_epochs=2.0)),
     ("paper", True, dict(scale="paper", task="paper")),
 ]
 #: Why a rung's settings are what they are (beyond its task's description).
@@ -63,7 +68,9 @@ def rung_settings(name: str) -> dict:
 def rung_config(rung: str, variant: str, seed: int = 0, **overrides) -> TrainConfig:
     """The configuration of ``variant`` on ``rung``: the paper's model (no research switch), the whole curve logged."""
     settings = {**rung_settings(rung), **overrides}
-    scale = settings.pop("scale")
+    scale, graph_epochs = settings.pop("scale"), settings.pop("graph_epochs", None)
+    if graph_epochs is not None and variant != "resnet18":
+        settings.setdefault("epochs", graph_epochs)
     return config(variant, scale, seed=seed, full_curve=True, **settings)
 
 
@@ -77,6 +84,34 @@ def ladder_json() -> dict:
         rungs.append({"name": name, "needs_relation": relation, "description": TASK_DESCRIPTIONS[settings["task"]],
                       "settings": settings, "design": design, **({"note": NOTES[name]} if name in NOTES else {})})
     return {"rungs": rungs}
+
+
+def blind_ceiling(rung: str, videos: int = 20_000) -> float:
+    """The best accuracy (percent) on ``rung`` of a model that knows which digit classes a video holds but not
+    how they move, nor (with circular padding) where they are: :func:`~dyreg_edu.metrics.motion_blind_ceiling`
+    on the rung's labels, estimated from ``videos`` training and as many validation videos."""
+    cfg = dataclasses.replace(rung_config(rung, "resnet18"), num_frames=2)  # labels and classes need no frames
+
+    def digits_and_labels(split: str):
+        data = build_data(dataclasses.replace(cfg, train_videos=videos, val_videos=videos), split, "cpu")
+        parts = [data.batch(range(start, min(videos, start + 5_000))) for start in range(0, videos, 5_000)]
+        return torch.cat([p["digits"] for p in parts]), torch.cat([p["label"] for p in parts])
+
+    return motion_blind_ceiling(*digits_and_labels("train"), *digits_and_labels("val"))
+
+
+def milestones(log: list[dict], ceiling: float, val_videos: int) -> dict:
+    """From a run's log: the training videos when its validation accuracy first cleared ``ceiling`` by two
+    standard errors (``left_ceiling``), and first reached 90% of its last (``to_90_percent``); ``None`` when not
+    (yet). Videos are counted from the log's steps and the run's batch (``videos_per_step``)."""
+    rows = [r for r in log if "val_accuracy" in r]
+    if not rows:
+        return {"left_ceiling": None, "to_90_percent": None, "final": None, "videos": 0}
+    margin = 2 * 100 * (0.25 / val_videos) ** 0.5
+    final = rows[-1]["val_accuracy"]
+    first = lambda ok: next((r["step"] for r in rows if ok(r["val_accuracy"])), None)  # noqa: E731
+    return {"left_ceiling": first(lambda a: a > ceiling + margin), "to_90_percent": first(lambda a: a >= 0.9 * final),
+            "final": final, "steps": rows[-1]["step"]}
 
 
 def result_name(variant: str, seed: int) -> str:
@@ -128,6 +163,26 @@ def outputs(rung: str, variant: str, seed: int) -> list[Path]:
     return files
 
 
+def rescore(rung: str, videos: int | None = None) -> dict:
+    """The committed checkpoints of ``rung`` (``checkpoints/ladder/<rung>_<variant>.pt``) scored again on the
+    first ``videos`` validation videos (default: all of their run's): accuracy, on still videos, object-centric
+    distance."""
+    scores = {}
+    for variant in VARIANTS:
+        path = REPO_ROOT / "checkpoints" / "ladder" / f"{rung}_{variant}.pt"
+        if not path.exists():
+            continue
+        model, val = load_trained(path)
+        cfg = rung_config(rung, variant)
+        if videos is not None:
+            val = build_data(dataclasses.replace(cfg, val_videos=videos), "val", "cpu")
+        moving, still = evaluate(model, val, cfg=cfg), evaluate(model, val, cfg=cfg, still=True)
+        scores[variant] = {"val_accuracy": round(moving["val_accuracy"], 2), "still_val_accuracy": round(still["val_accuracy"], 2),
+                           "val_videos": len(val), **({"object_centric": round(moving["object_centric"]["score"], 4)}
+                                                      if "object_centric" in moving else {})}
+    return scores
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dyreg_edu.ladder", description=__doc__.split("\n\n")[0])
     p.add_argument("--rung", action="append", help="a rung (repeatable; default: every rung below the paper's)")
@@ -136,6 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "ladder", help="where the run directories go")
     p.add_argument("--write", action="store_true", help="only write results/multisync/ladder/ladder.json")
+    p.add_argument("--rescore", action="store_true", help="score the committed checkpoints of the rungs again")
+    p.add_argument("--videos", type=int, help="--rescore: on the first this many validation videos")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -144,6 +201,10 @@ def main(argv=None) -> int:
         if args.write:
             return 0
         rungs = args.rung or [name for name, _, settings in RUNGS if settings["scale"] == "mini"]
+        if args.rescore:
+            for rung in rungs:
+                print(json.dumps({"rung": rung, **rescore(rung, args.videos)}), flush=True)
+            return 0
         variants = args.variant or list(VARIANTS)
         for variant in variants:
             if variant not in VARIANTS:
