@@ -6,7 +6,8 @@
 
 For each run of a table the runner trains what is missing, resumes what is unfinished
 (from ``runs/<scale>/<name>/checkpoint.pt``), skips what is done, copies each finished
-run's ``result.json`` to ``results/multisync[/mini]/<name>.json``, and writes each table
+run's ``result.json`` to ``results/multisync[/mini]/<name>.json`` (another mini design's to
+``results/research/design_<tag>/``, see :func:`results_dir`), and writes each table
 as Markdown and JSON (``table<k>.md``, ``table<k>.json``) beside the paper's numbers.
 A run's name is its variant (``dyreg``) or the variant and what differs
 (``dyreg_nodes16``, ``pos_only_size2.67``).
@@ -106,13 +107,15 @@ def table_runs(table: str, scale: str = "mini") -> list[Run]:
 
 
 def results_dir(scale: str, **design) -> Path:
-    """``results/multisync/mini`` (or the paper scale's ``results/multisync``). Another design
-    (``design``: settings such as ``digit_steps=6000`` or ``digit_size=14, max_step=5``) keeps its
-    own results and tables in a folder named by :func:`~dyreg_edu.mini.design_tag`
-    (``mini/digits6000/``, ``mini/px14_step5/``)."""
-    folder = REPO_ROOT / "results" / "multisync" / ("mini" if scale == "mini" else "")
+    """``results/multisync/mini`` (or the paper scale's ``results/multisync``): the paper's tables, as the
+    committed design trains them. Another design (``design``: settings such as ``digit_steps=6000`` or
+    ``digit_size=14, max_step=5``) is a research question of its own: its results and tables go to
+    ``results/research/design_<tag>`` (:func:`~dyreg_edu.mini.design_tag`: ``design_digits6000/``,
+    ``design_px14_step5/``; at the paper scale ``design_paper_<tag>``)."""
     tag = design_tag(config("resnet18", scale, **design))
-    return folder / tag.lstrip("_") if tag else folder
+    if tag:
+        return REPO_ROOT / "results" / "research" / ("design" + ("" if scale == "mini" else "_paper") + tag)
+    return REPO_ROOT / "results" / "multisync" / ("mini" if scale == "mini" else "")
 
 
 def read_result(scale: str, name: str, **design) -> dict | None:
@@ -214,9 +217,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--digit-steps", type=int, default=DEFAULT_DIGIT_STEPS,
                    help="mini design: pretraining steps of the digit backbone (another value keeps its own "
-                        "results in results/multisync/mini/digits<steps>/)")
+                        "results in results/research/design_digits<steps>/)")
     p.add_argument("--digit-size", type=int, help="mini design: digit size in video pixels (default: 7 at 64; "
-                   "its own results in results/multisync/mini/px<size>.../)")
+                   "its own results in results/research/design_px<size>.../)")
     p.add_argument("--max-step", type=float, help="mini design: the largest step a frame in video pixels (default 2.5 at 64)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
