@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .mini import DEFAULT_DIGIT_STEPS, design_summary, design_tag, resnet_head_path
-from .runs import REPO_ROOT, export_checkpoint
+from .runs import REPO_ROOT, export_checkpoint, write_gzip
 from .runs import read_log  # noqa: F401  (re-exported: the chapters read a run's log beside keep_log)
 from .train import SCALES, TrainConfig, config, train
 
@@ -147,7 +147,7 @@ def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: d
     path = results_dir(scale, **design) / f"{run.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    keep_log(out / "log.jsonl", results_dir(scale, **design) / "logs" / f"{run.name}.jsonl")
+    keep_log(out / "log.jsonl", kept_log_path(scale, run.name, **design))
     if run.name in BOOK_CHECKPOINTS and not design_tag(cfg):
         prefix = "multisync_mini_" if scale == "mini" else "multisync_"
         export_checkpoint(out, REPO_ROOT / "checkpoints" / f"{prefix}{run.name}.pt")
@@ -156,13 +156,21 @@ def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: d
     return result
 
 
+def kept_log_path(scale: str, name: str, **design) -> Path:
+    """Where :func:`run_one` keeps run ``name``'s thinned log: ``<results_dir>/logs/<name>.jsonl.gz``
+    (``read_log`` finds it by either name)."""
+    return results_dir(scale, **design) / "logs" / f"{name}.jsonl.gz"
+
+
 def keep_log(source: Path, target: Path, every: int = 10) -> Path:
-    """A run's log, thinned for the repository: every ``every``-th step and every validation line."""
-    lines = [line for line in source.read_text().splitlines() if line.strip()]
+    """A run's log, thinned and gzipped for the repository: every ``every``-th step and every validation
+    line, written to ``target`` (``.jsonl.gz``; a ``.jsonl`` name gets ``.gz`` added) with
+    :func:`~dyreg_edu.runs.write_gzip`. Returns the path written."""
+    lines = [line for line in Path(source).read_text().splitlines() if line.strip()]
     kept = [line for line in lines if '"val_accuracy"' in line or json.loads(line)["step"] % every == 0]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("".join(line + "\n" for line in kept))
-    return target
+    target = Path(target)
+    target = target if target.suffix == ".gz" else target.with_name(target.name + ".gz")
+    return write_gzip(target, "".join(line + "\n" for line in kept))
 
 
 def standard_error(videos: int) -> float:

@@ -39,3 +39,36 @@ def test_a_runs_outcome_names_what_its_accuracy_counts():
     label = {**graph_alone, "config": {"inputs": "steps", "target": "label"}}
     assert research_index.outcome(label).startswith("100.00% labels right")
     assert research_index.outcome({"table": "5", "rows": []}) is None
+
+
+def tracked_text_lines() -> dict:
+    """Lines of every text file that git tracks (a file with a NUL byte or not UTF-8 is not text)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs the git checkout")
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.decode()
+    lines = {}
+    for name in filter(None, names.split("\0")):
+        path = REPO / name
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if b"\0" in data:
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        lines[name] = data.count(b"\n")
+    return lines
+
+
+def test_logs_are_a_small_share_of_the_repositorys_text():
+    """Committed logs are gzipped (``*.jsonl.gz``, which ``read_log`` reads by either name): JSON-line
+    files stay under 15% of the text lines that git tracks, and none is left plain under results/."""
+    lines = tracked_text_lines()
+    logs = sum(n for name, n in lines.items() if name.endswith(".jsonl"))
+    assert logs < 0.15 * sum(lines.values()), f"{logs} of {sum(lines.values())} text lines are JSON-line logs"
+    assert not [name for name in lines if name.startswith("results/") and name.endswith(".jsonl")]

@@ -39,7 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from dyreg_edu import ablations  # noqa: E402
-from dyreg_edu.runs import load_checkpoint  # noqa: E402
+from dyreg_edu.runs import load_checkpoint, read_log  # noqa: E402
 
 STATES = REPO / "states" / "multisync"
 RUNS = REPO / "runs" / "paper"
@@ -170,8 +170,8 @@ def run_benchmarks(device: str, rerun: bool = False) -> list[Path]:
 
 def last_step(log: Path) -> int:
     """The step of a run's last log record (0 for no log)."""
-    lines = log.read_text().splitlines() if log.exists() else []
-    return json.loads(lines[-1])["step"] if lines else 0
+    records = read_log(log)
+    return records[-1]["step"] if records else 0
 
 
 def record_window(name: str, first_step: int, seconds: float, device: str) -> Path:
@@ -232,7 +232,7 @@ def run_queue(deadline: float, device: str) -> list[Path]:
             print(f"gpu_queue: {name} saved, unfinished", flush=True)
             break
         changed.append(ablations.results_dir("paper") / f"{name}.json")
-        changed.append(ablations.results_dir("paper") / "logs" / f"{name}.jsonl")
+        changed.append(ablations.kept_log_path("paper", name))
         changed.append(REPO / "checkpoints" / f"multisync_{name}.pt")
         print(f"gpu_queue: {name} finished at {result['val_accuracy']:.2f}%", flush=True)
     return changed
