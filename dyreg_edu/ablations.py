@@ -6,7 +6,8 @@
 
 For each run of a table the runner trains what is missing, resumes what is unfinished
 (from ``runs/<scale>/<name>/checkpoint.pt``), skips what is done, copies each finished
-run's ``result.json`` to ``results/multisync[/mini]/<name>.json``, and writes each table
+run's ``result.json`` to ``results/multisync[/mini]/<name>.json`` (another mini design's to
+``results/research/design_<tag>/``, see :func:`results_dir`), and writes each table
 as Markdown and JSON (``table<k>.md``, ``table<k>.json``) beside the paper's numbers.
 A run's name is its variant (``dyreg``) or the variant and what differs
 (``dyreg_nodes16``, ``pos_only_size2.67``).
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .mini import DEFAULT_DIGIT_STEPS, design_summary, design_tag, resnet_head_path
-from .runs import REPO_ROOT, export_checkpoint
+from .runs import REPO_ROOT, export_checkpoint, write_gzip
 from .runs import read_log  # noqa: F401  (re-exported: the chapters read a run's log beside keep_log)
 from .train import SCALES, TrainConfig, config, train
 
@@ -106,13 +107,15 @@ def table_runs(table: str, scale: str = "mini") -> list[Run]:
 
 
 def results_dir(scale: str, **design) -> Path:
-    """``results/multisync/mini`` (or the paper scale's ``results/multisync``). Another design
-    (``design``: settings such as ``digit_steps=6000`` or ``digit_size=14, max_step=5``) keeps its
-    own results and tables in a folder named by :func:`~dyreg_edu.mini.design_tag`
-    (``mini/digits6000/``, ``mini/px14_step5/``)."""
-    folder = REPO_ROOT / "results" / "multisync" / ("mini" if scale == "mini" else "")
+    """``results/multisync/mini`` (or the paper scale's ``results/multisync``): the paper's tables, as the
+    committed design trains them. Another design (``design``: settings such as ``digit_steps=6000`` or
+    ``digit_size=14, max_step=5``) is a research question of its own: its results and tables go to
+    ``results/research/design_<tag>`` (:func:`~dyreg_edu.mini.design_tag`: ``design_digits6000/``,
+    ``design_px14_step5/``; at the paper scale ``design_paper_<tag>``)."""
     tag = design_tag(config("resnet18", scale, **design))
-    return folder / tag.lstrip("_") if tag else folder
+    if tag:
+        return REPO_ROOT / "results" / "research" / ("design" + ("" if scale == "mini" else "_paper") + tag)
+    return REPO_ROOT / "results" / "multisync" / ("mini" if scale == "mini" else "")
 
 
 def read_result(scale: str, name: str, **design) -> dict | None:
@@ -144,7 +147,7 @@ def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: d
     path = results_dir(scale, **design) / f"{run.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    keep_log(out / "log.jsonl", results_dir(scale, **design) / "logs" / f"{run.name}.jsonl")
+    keep_log(out / "log.jsonl", kept_log_path(scale, run.name, **design))
     if run.name in BOOK_CHECKPOINTS and not design_tag(cfg):
         prefix = "multisync_mini_" if scale == "mini" else "multisync_"
         export_checkpoint(out, REPO_ROOT / "checkpoints" / f"{prefix}{run.name}.pt")
@@ -153,13 +156,21 @@ def run_one(run: Run, scale: str, runs_root: Path, *, deadline: float, common: d
     return result
 
 
+def kept_log_path(scale: str, name: str, **design) -> Path:
+    """Where :func:`run_one` keeps run ``name``'s thinned log: ``<results_dir>/logs/<name>.jsonl.gz``
+    (``read_log`` finds it by either name)."""
+    return results_dir(scale, **design) / "logs" / f"{name}.jsonl.gz"
+
+
 def keep_log(source: Path, target: Path, every: int = 10) -> Path:
-    """A run's log, thinned for the repository: every ``every``-th step and every validation line."""
-    lines = [line for line in source.read_text().splitlines() if line.strip()]
+    """A run's log, thinned and gzipped for the repository: every ``every``-th step and every validation
+    line, written to ``target`` (``.jsonl.gz``; a ``.jsonl`` name gets ``.gz`` added) with
+    :func:`~dyreg_edu.runs.write_gzip`. Returns the path written."""
+    lines = [line for line in Path(source).read_text().splitlines() if line.strip()]
     kept = [line for line in lines if '"val_accuracy"' in line or json.loads(line)["step"] % every == 0]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("".join(line + "\n" for line in kept))
-    return target
+    target = Path(target)
+    target = target if target.suffix == ".gz" else target.with_name(target.name + ".gz")
+    return write_gzip(target, "".join(line + "\n" for line in kept))
 
 
 def standard_error(videos: int) -> float:
@@ -214,9 +225,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--digit-steps", type=int, default=DEFAULT_DIGIT_STEPS,
                    help="mini design: pretraining steps of the digit backbone (another value keeps its own "
-                        "results in results/multisync/mini/digits<steps>/)")
+                        "results in results/research/design_digits<steps>/)")
     p.add_argument("--digit-size", type=int, help="mini design: digit size in video pixels (default: 7 at 64; "
-                   "its own results in results/multisync/mini/px<size>.../)")
+                   "its own results in results/research/design_px<size>.../)")
     p.add_argument("--max-step", type=float, help="mini design: the largest step a frame in video pixels (default 2.5 at 64)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

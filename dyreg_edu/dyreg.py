@@ -175,9 +175,16 @@ class DyRegBlock(nn.Module):
             self.project_in = self.project_norm = self.project_out = None
         self._add_kernel_source(region_dim, anchors, fixed_size, learn_size, fixed_pooling)
         self.position_embedding = nn.Linear(self.train_height * self.train_width, self.node_dim)
+        self._add_node_inputs()
         self.graph = SpatioTemporalGraph(self.node_dim, graph_iterations, self.switches.messages,
                                          self.switches.temporal_first)
         self.residual_norm = map_norm(in_channels, scale_init=0.0)  # the identity at initialisation
+
+    def _add_node_inputs(self) -> None:
+        """Nothing in the paper's block: a node is its pooled features and its position (Eq. 7, Sec. 3.2).
+        A subclass that gives the nodes another input creates its layers here, after the positional
+        embedding and before the graph, so that the random draws of the graph's initial weights come
+        in the same order whatever the subclass adds (the order of the runs that introduced it)."""
 
     #: The attribute that holds each kind of kernel source (and so its state-dict prefix).
     KERNEL_SOURCES = {"regions": "region_generator", "grid": "fixed_grid", "maps": "semantic"}

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from data_gen.multisync import MultiSyncMNIST
 

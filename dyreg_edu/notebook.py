@@ -71,7 +71,8 @@ def bundled_fixture() -> Path:
 
 
 def show_table(table: str, scale: str = "mini", **design) -> None:
-    """Display ``results/multisync/<scale>[/<design>]/table<k>.md``, rewritten from the result files
+    """Display ``table<k>.md`` of :func:`~dyreg_edu.ablations.results_dir` (``results/multisync[/mini]``, another
+    design's ``results/research/design_<tag>``), rewritten from the result files
     (``design``: the settings of a design other than the committed one, e.g. ``digit_size=14``);
     says so when the table has no results yet. Chapters 7 and 11 show their tables with it."""
     from IPython.display import Markdown, display

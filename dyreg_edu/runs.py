@@ -9,7 +9,7 @@ that made them). This module writes and reads them:
 - **checkpoints**: :func:`save_checkpoint` (written whole or not at all), :func:`load_checkpoint`
   (one clear error for a file that is not one), :func:`export_checkpoint` (a small fp16 copy);
 - **the log**: :class:`StepLog` (records written in groups), :func:`read_log` (``.jsonl`` or
-  ``.jsonl.gz``), :func:`truncate_log`;
+  ``.jsonl.gz``), :func:`truncate_log`, :func:`write_gzip` (a log's committed copy);
 - **random state**: :func:`rng_state`, :func:`set_rng_state`;
 - **processes** (``torchrun``): :class:`Dist`, :func:`init_distributed`, :func:`process_device`,
   :func:`all_sum`;
@@ -209,8 +209,7 @@ def save_state(run: Path, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(compact({k: v for k, v in ckpt.items() if k != "optimizer"}, torch.float16), folder / "model.pt")
     torch.save(compact(without_sgd_momentum(ckpt["optimizer"]), torch.bfloat16), folder / "optimizer.pt")
-    (folder / "log.jsonl").unlink(missing_ok=True)  # states saved before logs were compressed kept it plain
-    (folder / "log.jsonl.gz").write_bytes(gzip.compress((Path(run) / "log.jsonl").read_bytes(), mtime=0))
+    write_gzip(folder / "log.jsonl.gz", (Path(run) / "log.jsonl").read_text())  # (and the plain copy of older states removed)
     return [folder / "model.pt", folder / "optimizer.pt", folder / "log.jsonl.gz"]
 
 
@@ -249,6 +248,19 @@ def read_log(path) -> list[dict]:
     else:
         return []
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_gzip(path, text: str) -> Path:
+    """Write ``text`` gzipped to ``path`` (``*.jsonl.gz``: a log committed under ``results/``), with the
+    same bytes for the same text (no time stamp, no file name in the header), and remove the plain copy
+    beside it (``*.jsonl``), which :func:`read_log` would otherwise read first."""
+    path = Path(path)
+    if path.suffix != ".gz":
+        raise ValueError(f"write_gzip writes a .gz file, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
+    path.with_suffix("").unlink(missing_ok=True)
+    return path
 
 
 def truncate_log(path, step: int) -> None:

@@ -79,3 +79,19 @@ def test_a_tables_standard_error_follows_its_validation_size():
     assert ablations.standard_error(10_000) == pytest.approx(0.5)
 
 
+
+
+def test_a_kept_log_is_thinned_gzipped_and_the_same_bytes_each_time(tmp_path):
+    from dyreg_edu import runs
+
+    source = tmp_path / "log.jsonl"
+    source.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s, **({"val_accuracy": 50.0} if s == 7 else {})}) + "\n"
+                              for s in range(1, 31)))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "run.jsonl").write_text("stale\n")  # an older plain copy goes
+    kept = ablations.keep_log(source, tmp_path / "logs" / "run.jsonl")
+    assert kept == tmp_path / "logs" / "run.jsonl.gz" and not (tmp_path / "logs" / "run.jsonl").exists()
+    assert [r["step"] for r in runs.read_log(tmp_path / "logs" / "run.jsonl")] == [7, 10, 20, 30]
+    first = kept.read_bytes()
+    assert ablations.keep_log(source, kept).read_bytes() == first  # no time stamp in the gzip header
+    assert ablations.kept_log_path("mini", "dyreg") == ablations.results_dir("mini") / "logs" / "dyreg.jsonl.gz"

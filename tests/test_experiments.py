@@ -154,6 +154,24 @@ def test_motion_block_off_computes_what_dyreg_block_does():
     torch.testing.assert_close(off(x, regions)[0], plain(x, regions)[0], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("motion_from, motion_sum, query_sum", [("centre", 3.8756680488586426, 1.956377387046814),
+                                                                  ("kernel", 4.174711227416992, -1.6926755905151367)])
+def test_a_motion_block_starts_from_the_weights_of_the_runs_that_introduced_it(motion_from, motion_sum, query_sum):
+    """Chapter 11's runs drew the motion embedding after the positional embedding and before the graph (the block
+    of before e99f4d7, ``DyRegBlock(node_motion=True)``); the same seed must give the same initial weights, or a
+    recorded command no longer trains its run. The sums pinned here are that block's, at seed 0."""
+    torch.manual_seed(0)
+    block = MotionBlock(32, 8, 8, node_dim=16, region_dim=16, num_nodes=3, node_motion=True, motion_from=motion_from,
+                        position_scale=25)
+    assert block.motion_embedding.weight.sum().item() == pytest.approx(motion_sum, abs=1e-6)
+    assert block.graph.query.weight.sum().item() == pytest.approx(query_sum, abs=1e-6)
+    torch.manual_seed(0)
+    off = MotionBlock(32, 8, 8, node_dim=16, region_dim=16, num_nodes=3)
+    torch.manual_seed(0)
+    plain = DyRegBlock(32, 8, 8, node_dim=16, region_dim=16, num_nodes=3)
+    assert all(torch.equal(a, b) for a, b in zip(off.state_dict().values(), plain.state_dict().values()))
+
+
 def test_node_motion_adds_each_nodes_step():
     """Nodes also get a Linear of their kernel's change since the previous frame."""
     torch.manual_seed(4)

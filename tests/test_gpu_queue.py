@@ -29,7 +29,7 @@ def test_state_survives_a_half_precision_round_trip(tmp_path):
     assert runs.restore_state(tmp_path / "states" / "dyreg", tmp_path / "runs" / "dyreg")
     result = train.train(cfg, tmp_path / "runs" / "dyreg", max_steps=4, resume=True, progress=False)
     assert result["steps"] == 4
-    steps = [json.loads(line)["step"] for line in (tmp_path / "runs" / "dyreg" / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in runs.read_log(tmp_path / "runs" / "dyreg" / "log.jsonl")]
     assert steps == [1, 2, 3, 4]
 
 
@@ -124,7 +124,7 @@ def test_diagnose_state_reports_batchnorm_and_regions(tmp_path):
     for key in ("bn_statistics_as_saved", "bn_statistics_recomputed"):
         assert set(report[key]["regions"]) == {"spread", "size"}
     assert {"command", "commit", "device", "date", "wall_seconds"} <= set(report)
-    assert out.with_suffix(".log.jsonl").exists()
+    assert out.with_suffix(".log.jsonl.gz").exists() and runs.read_log(out.with_suffix(".log.jsonl"))
     with pytest.raises(FileNotFoundError, match="neither model.pt"):
         diagnose_state.main([str(tmp_path)])
 

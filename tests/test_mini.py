@@ -81,9 +81,12 @@ def test_a_design_has_its_own_backbone_head_and_results():
     assert mini.design_summary(other) == ", 14-pixel digits, steps up to 5 pixels"
     assert mini.digit_backbone_path(other).name == "multisync_mini_px14_step5_digits.pt"
     assert mini.resnet_head_path(other).name == "multisync_mini_px14_step5_resnet18.pt"
-    assert ablations.results_dir("mini", digit_size=14, max_step=5.0).name == "px14_step5"
-    assert ablations.results_dir("mini", digit_steps=6000).name == "digits6000"
-    assert ablations.results_dir("mini").name == "mini"
+    research = ablations.REPO_ROOT / "results" / "research"
+    assert ablations.results_dir("mini", digit_size=14, max_step=5.0) == research / "design_px14_step5"
+    assert ablations.results_dir("mini", digit_steps=6000) == research / "design_digits6000"
+    assert ablations.results_dir("paper", digit_size=14) == research / "design_paper_px14"
+    assert ablations.results_dir("mini") == ablations.REPO_ROOT / "results" / "multisync" / "mini"
+    assert ablations.results_dir("paper") == ablations.REPO_ROOT / "results" / "multisync"
     assert mini.backbone_config(other)["digit_size"] == 14 and "digit_size" not in mini.backbone_config(committed)
     data = train.build_data(dataclasses.replace(other, val_videos=2), "val")
     assert data.geometry.digit_hi == 28 and data.geometry.step_hi == 10

@@ -20,7 +20,7 @@ def tiny(variant="dyreg", **overrides):
 
 
 def losses(run_dir):
-    return [json.loads(line)["loss"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in runs.read_log(run_dir / "log.jsonl")]
 
 
 @pytest.mark.parametrize("variant", MODEL_VARIANTS)
@@ -41,7 +41,7 @@ def test_resume_gives_the_losses_of_a_straight_run(tmp_path):
     result = train.train(cfg, tmp_path / "split", max_steps=6, resume=True, progress=False)
     assert result["steps"] == 6
     assert losses(tmp_path / "split") == losses(tmp_path / "straight")
-    assert [json.loads(line)["step"] for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()] == list(range(1, 7))
+    assert [r["step"] for r in runs.read_log(tmp_path / "split" / "log.jsonl")] == list(range(1, 7))
 
 
 def test_a_finished_run_is_not_overwritten(tmp_path):
@@ -113,7 +113,7 @@ def test_cli_trains_and_resumes(tmp_path, monkeypatch, capsys):
     assert train.main(["--variant", "fixed", "--out", out, "--max-steps", "3", "--batch-size", "8", "--epochs", "10", "--no-progress", "--resume"]) == 0
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["steps"] == 3 and result["command"].startswith("python -m dyreg_edu.train --variant fixed")
-    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert [r["step"] for r in runs.read_log(tmp_path / "run" / "log.jsonl")] == [1, 2, 3]
 
 
 def test_still_videos_remove_the_motion(tmp_path):
@@ -152,8 +152,8 @@ def test_grouped_logging_keeps_every_step_and_the_same_losses(tmp_path):
     train.train(tiny("dyreg", log_every=1), tmp_path / "one", max_steps=7, progress=False)
     torch.manual_seed(0)
     train.train(tiny("dyreg", log_every=3), tmp_path / "three", max_steps=7, progress=False)
-    one = [json.loads(line) for line in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
-    three = [json.loads(line) for line in (tmp_path / "three" / "log.jsonl").read_text().splitlines()]
+    one = runs.read_log(tmp_path / "one" / "log.jsonl")
+    three = runs.read_log(tmp_path / "three" / "log.jsonl")
     assert [r["step"] for r in three] == list(range(1, 8))
     for a, b in zip(one, three):
         assert a["loss"] == b["loss"] and a["accuracy"] == b["accuracy"] and a["gamma"] == b["gamma"]

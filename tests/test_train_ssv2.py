@@ -16,6 +16,7 @@ pytest.importorskip("av")
 from data_gen import ssv2  # noqa: E402
 from dyreg_edu import train_ssv2  # noqa: E402
 from dyreg_edu.models import collect_aux  # noqa: E402
+from dyreg_edu.runs import read_log  # noqa: E402
 from dyreg_edu.train_ssv2 import SSv2Config, evaluate, train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,7 +37,7 @@ def tiny(root, **overrides):
 
 
 def records(run):
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return read_log(run / "log.jsonl")
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ Reads a GPU queue state (``model.pt`` + ``log.jsonl``) or a run directory
   (a GPU queue state) the windows of GPU time it trained in.
 
 Writes the figures with their provenance (``--out``) and a compact copy of the log beside
-it (every ``--log-stride``-th step and every validation record).
+it, gzipped (``<out>.log.jsonl.gz``: every ``--log-stride``-th step and every validation record;
+:func:`dyreg_edu.runs.read_log` reads it).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from dyreg_edu import train  # noqa: E402
-from dyreg_edu.runs import rounded  # noqa: E402
+from dyreg_edu.runs import read_log, rounded, write_gzip  # noqa: E402
 from dyreg_edu.train import TrainConfig, build_data, build_model, evaluate, recompute_batchnorm  # noqa: E402
 from data_gen.multisync import MultiSyncMNIST  # noqa: E402
 
@@ -74,11 +75,10 @@ def main(argv=None) -> int:
     saved = summary(evaluate(model, data, cfg=cfg))
     recompute_batchnorm(model, build_data(cfg, "train"), cfg, args.bn_batches)
     recomputed = summary(evaluate(model, data, cfg=cfg))
-    records = [json.loads(line) for line in (args.folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    records = read_log(args.folder / "log.jsonl")
     validations = [{k: r[k] for k in ("step", "val_accuracy", "object_centric", "regions", "gamma") if k in r}
                    for r in records if "val_accuracy" in r]
-    windows_file = args.folder / "windows.jsonl"
-    windows = [json.loads(line) for line in windows_file.read_text().splitlines()] if windows_file.exists() else []
+    windows = read_log(args.folder / "windows.jsonl")  # [] when there is none
     from dyreg_edu.runs import cpu_name, git_commit
 
     result = {
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         compact = [r for r in records if r["step"] % args.log_stride == 0 or "val_accuracy" in r or r is records[-1]]
-        args.out.with_suffix(".log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in compact))
+        write_gzip(args.out.with_suffix(".log.jsonl.gz"), "".join(json.dumps(r) + "\n" for r in compact))
     return 0
 
 

@@ -144,7 +144,7 @@ def paper_jobs(device: str) -> list[Job]:
                                                            common={"device": device}, progress=False),
                 lambda n=name: bool((ablations.read_result("paper", n) or {}).get("finished")),
                 lambda n=name: [ablations.results_dir("paper") / f"{n}.json",
-                                ablations.results_dir("paper") / "logs" / f"{n}.jsonl.gz",
+                                ablations.kept_log_path("paper", n),
                                 REPO / "checkpoints" / f"multisync_{n}.pt"])
             for name in ablations.PRIORITY]
 

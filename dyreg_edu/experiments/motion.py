@@ -15,8 +15,8 @@ times weaker than the features at the mini scale (chapter 11). :class:`MotionBlo
   and changes only the conditioning: with Adam, a ``position_scale`` times larger initial weight and
   learning rate for that Linear.
 
-With ``DyRegBlock(motion_from="centre")``'s switches (``node_motion=True, motion_from="centre",
-position_scale=25``) the oracle learns the relation at the mini scale (chapter 11).
+With the switches ``node_motion=True, motion_from="centre", position_scale=25`` (``experiments={"motion":
+{...}}``) the oracle learns the relation at the mini scale (chapter 11).
 """
 
 from __future__ import annotations
@@ -62,10 +62,14 @@ class MotionBlock(DyRegBlock):
         require("motion_from", motion_from in MOTION_FROM, f"one of {MOTION_FROM}", motion_from)
         require("position_scale", not isinstance(position_scale, bool) and isinstance(position_scale, (int, float))
                 and position_scale > 0, "a positive number", position_scale)
-        super().__init__(*args, **kwargs)
         self.node_motion, self.motion_from, self.position_scale = node_motion, motion_from, float(position_scale)
-        if node_motion:
-            motion_dim = 2 if motion_from == "centre" else self.train_height * self.train_width
+        super().__init__(*args, **kwargs)  # calls _add_node_inputs
+
+    def _add_node_inputs(self) -> None:
+        """The motion embedding, drawn where the block has always drawn it: after the positional embedding,
+        before the graph (so a run of chapter 11 starts from the weights its recorded command gave it)."""
+        if self.node_motion:
+            motion_dim = 2 if self.motion_from == "centre" else self.train_height * self.train_width
             self.motion_embedding = nn.Linear(motion_dim, self.node_dim)
 
     def position(self, kernels: Tensor) -> Tensor:

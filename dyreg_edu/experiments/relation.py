@@ -16,7 +16,7 @@ time, messages within a frame) and a linear read-out of each node in the last fr
 each digit's sync flag (does it belong to the synchronous subset?), with AdamW. Nothing else
 learns, so the runs take a minute or two on a CPU::
 
-    python -m dyreg_edu.experiments.relation --inputs centres --out results/multisync/mini/relation/centres_sum.json
+    python -m dyreg_edu.experiments.relation --inputs centres --out results/research/graph_alone/centres_sum.json
 
 ``target="label"`` asks for the video's label instead, as the models must: a linear head
 on the nodes averaged over digits and frames (as the model's head averages its map) learns
