@@ -53,6 +53,10 @@ NOTES = {
 }
 #: The variants each rung trains, in order (the plain model first: the mini design's graph variants start from it).
 VARIANTS = ("resnet18", "dyreg", "fixed")
+#: Other starts the authors' code offers, trained on request: ``name -> (variant, settings)``. The paper starts
+#: every region at the frame's centre (Section 4.2); the code can also spread the anchors on a grid, which
+#: gives each node a gradient of its own from the first step (``dyreg_edu.experiments.symmetry``).
+OTHER_STARTS = {"dyreg_grid": ("dyreg", {"block": {"anchors": "grid"}})}
 LADDER_DIR = REPO_ROOT / "results" / "multisync" / "ladder"
 #: Where an unfinished run's state is committed between sessions (and GPU windows).
 STATES_DIR = REPO_ROOT / "states" / "ladder"
@@ -67,7 +71,8 @@ def rung_settings(name: str) -> dict:
 
 def rung_config(rung: str, variant: str, seed: int = 0, **overrides) -> TrainConfig:
     """The configuration of ``variant`` on ``rung``: the paper's model (no research switch), the whole curve logged."""
-    settings = {**rung_settings(rung), **overrides}
+    variant, start = OTHER_STARTS.get(variant, (variant, {}))
+    settings = {**rung_settings(rung), **start, **overrides}
     scale, graph_epochs = settings.pop("scale"), settings.pop("graph_epochs", None)
     if graph_epochs is not None and variant != "resnet18":
         settings.setdefault("epochs", graph_epochs)
@@ -168,7 +173,7 @@ def rescore(rung: str, videos: int | None = None) -> dict:
     first ``videos`` validation videos (default: all of their run's): accuracy, on still videos, object-centric
     distance."""
     scores = {}
-    for variant in VARIANTS:
+    for variant in VARIANTS + tuple(OTHER_STARTS):
         path = REPO_ROOT / "checkpoints" / "ladder" / f"{rung}_{variant}.pt"
         if not path.exists():
             continue
@@ -186,7 +191,8 @@ def rescore(rung: str, videos: int | None = None) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dyreg_edu.ladder", description=__doc__.split("\n\n")[0])
     p.add_argument("--rung", action="append", help="a rung (repeatable; default: every rung below the paper's)")
-    p.add_argument("--variant", action="append", help=f"of {VARIANTS} (repeatable; default: all three, in order)")
+    p.add_argument("--variant", action="append", help=f"of {VARIANTS + tuple(OTHER_STARTS)} (repeatable; default: "
+                   f"the first three, in order)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "ladder", help="where the run directories go")
@@ -207,8 +213,8 @@ def main(argv=None) -> int:
             return 0
         variants = args.variant or list(VARIANTS)
         for variant in variants:
-            if variant not in VARIANTS:
-                raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+            if variant not in VARIANTS + tuple(OTHER_STARTS):
+                raise ValueError(f"variant must be one of {VARIANTS + tuple(OTHER_STARTS)}, got {variant!r}")
         deadline = time.time() + 60 * args.max_minutes
         for rung in rungs:
             rung_settings(rung)

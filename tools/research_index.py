@@ -92,6 +92,10 @@ QUESTIONS = {
         "difference over Fixed that the paper shows, and for how few videos must the boxes teach them?",
         "Chapter 11, *A graph that already knows the relation, on DyReg's regions* and *How few of the boxes "
         "the generator needs*"),
+    "symmetry": (
+        "How much of the regions' first gradient do the nine nodes share when they start on one anchor (the "
+        "paper's centre) or on the authors' grid, how far is it above noise, and does it point at a digit?",
+        "Chapter 6, *What learns*, and dyreg_edu.experiments.symmetry"),
     "oracle_kickstart": (
         "How few videos of the boxes does the oracle's graph need: does DyReg still get there from the oracle "
         "stopped after 32,000, 40,000 or 64,000 videos?",
@@ -118,6 +122,10 @@ def outcome(result: dict) -> str | None:
         if result.get("train_videos"):
             text += f" after {result['train_videos']:,} videos"
         return text
+    if "reports" in result and "rung" in result:  # dyreg_edu.experiments.symmetry: the gradient, per start
+        return "; ".join(f"{anchors}: {r['common_fraction']:.0%} of the gradient shared, signal to noise "
+                         f"{r['signal_to_noise']:.2f}, towards a digit {r['towards_digit']:+.3f}"
+                         for anchors, r in result["reports"].items()) + f" (rung {result['rung']})"
     if "bn_statistics_as_saved" in result:  # tools/diagnose_state.py: a trained run measured again
         saved, again = result["bn_statistics_as_saved"], result["bn_statistics_recomputed"]
         text = (f"{percent(saved['val_accuracy'])} on {result['measured_on_videos']:,} videos "
