@@ -12,8 +12,8 @@ pretrained once on the rung's videos to find digits and frozen, the plain model 
 graph variant starts from it, so that a 2-core CPU spends its time on what the graph adds; the paper's
 rung trains from scratch, as the paper does. Runs log the whole curve (``full_curve``: a validation before
 the first step, still videos at each validation). A finished run's result goes to
-``results/multisync/ladder/<rung>/<variant>[_seed<s>].json`` with its thinned log, and its model (seed 0)
-to ``checkpoints/ladder/<rung>_<variant>.pt`` (fp16; ``dyreg_edu.train.load_trained`` loads it).
+``results/multisync/ladder/<rung>/<variant>[_seed<s>].json`` with its thinned log, and its model to
+``checkpoints/ladder/<rung>_<variant>[_seed<s>].pt`` (fp16; ``dyreg_edu.train.load_trained`` loads it).
 """
 
 from __future__ import annotations
@@ -150,21 +150,19 @@ def run_one(rung: str, variant: str, *, seed: int, runs_root: Path, deadline: fl
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
     keep_log(out / "log.jsonl", LADDER_DIR / rung / "logs" / f"{name}.jsonl")
-    if seed == 0:
-        export_checkpoint(out, REPO_ROOT / "checkpoints" / "ladder" / f"{rung}_{variant}.pt")
-        if variant == "resnet18" and cfg.head_init == "none" and cfg.scale == "mini":  # where its graph variants start
-            export_checkpoint(out, resnet_head_path(cfg))
+    export_checkpoint(out, REPO_ROOT / "checkpoints" / "ladder" / f"{rung}_{name}.pt")
+    if seed == 0 and variant == "resnet18" and cfg.head_init == "none" and cfg.scale == "mini":  # where graph variants start
+        export_checkpoint(out, resnet_head_path(cfg))
     return result
 
 
 def outputs(rung: str, variant: str, seed: int) -> list[Path]:
     """The files a finished run adds: its result, its thinned log and (seed 0) its checkpoints."""
     name = result_name(variant, seed)
-    files = [LADDER_DIR / rung / f"{name}.json", LADDER_DIR / rung / "logs" / f"{name}.jsonl.gz"]
-    if seed == 0:
-        files.append(REPO_ROOT / "checkpoints" / "ladder" / f"{rung}_{variant}.pt")
-        if variant == "resnet18" and rung_settings(rung)["scale"] == "mini":
-            files.append(resnet_head_path(rung_config(rung, variant)))
+    files = [LADDER_DIR / rung / f"{name}.json", LADDER_DIR / rung / "logs" / f"{name}.jsonl.gz",
+             REPO_ROOT / "checkpoints" / "ladder" / f"{rung}_{name}.pt"]
+    if seed == 0 and variant == "resnet18" and rung_settings(rung)["scale"] == "mini":
+        files.append(resnet_head_path(rung_config(rung, variant)))
     return files
 
 
