@@ -30,7 +30,7 @@ def plot_ladder(rows: Sequence[Mapping], budgets: Mapping[str, float], ax=None):
             ax.plot(r["to_90_percent"], y, "o", mfc="none", color=color)
     for label, videos in budgets.items():
         ax.axvline(videos, color="black", lw=0.8, ls=":")
-        ax.text(videos * 1.05, len(rungs) - 0.45, label, fontsize=7, va="top")
+        ax.text(videos / 1.08, len(rungs) - 0.45, label, fontsize=7, va="top", ha="right")
     ax.set_xscale("log")
     ax.set_yticks(range(len(rungs)), rungs)
     ax.set_ylim(-0.6, len(rungs) - 0.4)
@@ -40,6 +40,7 @@ def plot_ladder(rows: Sequence[Mapping], budgets: Mapping[str, float], ax=None):
                 plt.Line2D([], [], color="black", marker="o", mfc="none", ls="", label="90% of its last accuracy"),
                 plt.Line2D([], [], color="black", marker=r"$\rightarrow$", ls="", label="not yet (videos so far)")]
     ax.legend(handles=handles, fontsize=7, loc="lower right", ncol=2)
+    ax.figure.tight_layout()
     return ax
 
 
