@@ -9,10 +9,8 @@ median time, the number of aten calls of one step, and whether the outputs are b
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -89,15 +87,12 @@ def main(argv=None) -> int:
     print(f"outputs bitwise equal: {equal}")
     if args.out:
         sys.path.insert(0, REPO)
-        from dyreg_edu.runs import provenance_fields
+        from dyreg_edu.runs import provenance_fields, write_record
 
         command = "python benchmarks/block_ab.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        record = {**provenance_fields(command, time.time() - tic, "cpu"), "before": args.before, "batch": args.batch,
-                  "threads": torch.get_num_threads(), "rows": rows, "outputs_equal": equal,
-                  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
+        write_record(args.out, {**provenance_fields(command, time.time() - tic, "cpu"), "before": args.before,
+                                "batch": args.batch, "threads": torch.get_num_threads(), "rows": rows,
+                                "outputs_equal": equal})
     return 0
 
 

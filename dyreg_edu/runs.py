@@ -472,6 +472,14 @@ def positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def write_record(path, record: dict) -> Path:
+    """A result (with its provenance) as indented JSON at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
 def rounded(d: dict) -> dict:
     """Floats rounded to 4 decimals, in nested dicts too (for result files)."""
     return {k: (round(v, 4) if isinstance(v, float) else rounded(v) if isinstance(v, dict) else v) for k, v in d.items()}

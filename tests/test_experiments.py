@@ -20,13 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 MOTION = {"node_motion": True, "motion_from": "centre"}
 
 
-def randomise_zero_inits(block):
-    """Make gamma and the residual LayerNorm non-zero so the branch does something."""
-    with torch.no_grad():
-        block.residual_norm.scale.normal_()
-        if block.properties.kernels == "regions":
-            block.region_generator.gamma.uniform_(0.2, 0.6)
-    return block
+from test_dyreg import randomise_zero_inits  # noqa: E402  (gamma and the residual scale opened)
 
 
 # --------------------------------------------------------------------------- the registry and hooks

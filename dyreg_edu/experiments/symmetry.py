@@ -106,14 +106,11 @@ def main(argv=None) -> int:
         print(json.dumps({"anchors": anchors, **{k: round(v, 4) if isinstance(v, float) else v
                                                  for k, v in reports[anchors].items()}}), flush=True)
     if args.out:
-        from ..runs import provenance_fields
+        from ..runs import provenance_fields, write_record
 
         command = "python -m dyreg_edu.experiments.symmetry " + " ".join(sys.argv[1:] if argv is None else argv)
-        record = {"rung": args.rung, "checkpoint": args.checkpoint, "residual_scale": args.residual_scale,
-                  "gamma": args.gamma, "reports": reports, **provenance_fields(command, 0.0, "cpu")}
-        with open(args.out, "w") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
+        write_record(args.out, {"rung": args.rung, "checkpoint": args.checkpoint, "residual_scale": args.residual_scale,
+                                "gamma": args.gamma, "reports": reports, **provenance_fields(command, 0.0, "cpu")})
     return 0
 
 
