@@ -9,6 +9,7 @@ import torch
 
 from dyreg_edu import experiments, runs, train
 from dyreg_edu.dyreg import DyRegBlock
+from dyreg_edu.inputs import build_data
 from dyreg_edu.experiments.boxes import region_box_loss
 from dyreg_edu.experiments.motion import MotionBlock, kernel_centres
 from dyreg_edu.experiments.warm_start import KERNEL_SOURCE_KEYS, load_trained_head
@@ -124,14 +125,13 @@ def test_an_old_flat_config_moves_into_experiments():
 def test_every_committed_checkpoint_loads_and_rescores():
     """Every checkpoint the book loads, research ones included, rebuilds and scores its validation videos."""
     paths = [p for p in sorted((REPO / "checkpoints").glob("multisync_mini_*.pt")) if "digits" not in p.name]
+    paths += sorted((REPO / "checkpoints" / "ladder").glob("*.pt"))
     assert len(paths) > 20
     for path in paths:
-        model, val = train.load_trained(path)
-        cfg = train.TrainConfig.from_dict(runs.load_checkpoint(path)["config"])
-        accuracy = train.evaluate(model, val.__class__("val", num_videos=16, num_digits=val.num_digits,
-                                                       num_frames=val.num_frames, size=val.size,
-                                                       digit_size=cfg.digit_size, max_step=cfg.max_step),
-                                  cfg=dataclasses.replace(cfg, device="cpu"))["val_accuracy"]
+        model, _ = train.load_trained(path)
+        cfg = dataclasses.replace(train.TrainConfig.from_dict(runs.load_checkpoint(path)["config"]),
+                                  device="cpu", val_videos=16)
+        accuracy = train.evaluate(model, build_data(cfg, "val", "cpu"), cfg=cfg)["val_accuracy"]
         assert 0 <= accuracy <= 100, path
 
 
