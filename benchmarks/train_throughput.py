@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dyreg_edu.models import count_macs  # noqa: E402
 from dyreg_edu.notebook import cpu_name, git_commit  # noqa: E402
 from dyreg_edu.mini import freeze_backbone as freeze  # noqa: E402
-from dyreg_edu.runs import autocast  # noqa: E402
+from dyreg_edu.runs import autocast, compile_model  # noqa: E402
 from dyreg_edu.train import MODEL_VARIANTS, build_data, build_model, config, model_inputs  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def measure(variant: str, scale: str, device: str, batch: int, steps: int, compi
     model.to(device)
     if device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if compile_ else model
+    forward = compile_model(model) if compile_ else model
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     data = build_data(cfg, "train", device)
     b = data.batch(range(batch))

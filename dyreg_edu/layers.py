@@ -68,12 +68,34 @@ def node_norm(channels: int, normalized_dims: int = 2) -> ChannelAffineLayerNorm
 def run_over_time(gru: nn.GRU, nodes: Tensor) -> Tensor:
     """Run ``gru`` over the ``T`` frames of every node's sequence, from a zero state.
 
-    Shapes: ``[B, T, N, C] -> [B, T, N, C]``.
+    Shapes: ``[B, T, N, C] -> [B, T, N, C]``. Under ``torch.compile`` the same recurrence runs written out
+    (:func:`gru_steps`), which the compiler can fuse; ``nn.GRU``'s fused kernel stops its graph.
     """
     batch = nodes.shape[0]
     sequences = rearrange(nodes, "b t n c -> (b n) t c")
-    outputs, _ = gru(sequences)
+    outputs = gru_steps(gru, sequences) if torch.compiler.is_compiling() else gru(sequences)[0]
     return rearrange(outputs, "(b n) t c -> b t n c", b=batch)
+
+
+def gru_steps(gru: nn.GRU, sequences: Tensor) -> Tensor:
+    """``gru(sequences)[0]`` for a one-layer, unidirectional, batch-first ``nn.GRU``, written out step by
+    step with its own weights (PyTorch's GRU equations, gates in the order r, z, n), from a zero state.
+
+    Shapes: ``[S, T, C] -> [S, T, H]``.
+    """
+    if gru.num_layers != 1 or gru.bidirectional or not gru.batch_first:
+        raise ValueError("gru_steps takes a one-layer, unidirectional, batch-first nn.GRU")
+    inputs = F.linear(sequences, gru.weight_ih_l0, gru.bias_ih_l0)  # [S, T, 3H], all frames at once
+    state = sequences.new_zeros(sequences.shape[0], gru.hidden_size)
+    outputs = []
+    for t in range(sequences.shape[1]):
+        hidden = F.linear(state, gru.weight_hh_l0, gru.bias_hh_l0)  # [S, 3H]
+        x_r, x_z, x_n = inputs[:, t].chunk(3, dim=-1)
+        h_r, h_z, h_n = hidden.chunk(3, dim=-1)
+        reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        state = (1 - update) * torch.tanh(x_n + reset * h_n) + update * state
+        outputs.append(state)
+    return torch.stack(outputs, dim=1)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

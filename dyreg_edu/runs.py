@@ -333,6 +333,14 @@ def python_call(cfg, default, call: str) -> str:
 
 
 @torch.no_grad()
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile(model)``, with the GRUs over time traced as their written-out recurrence
+    (:func:`dyreg_edu.layers.gru_steps`): Dynamo refuses an ``nn.GRU`` unless ``allow_rnn`` is set, and the
+    model never calls the module's fused kernel while compiling. Sets that switch for this process."""
+    torch._dynamo.config.allow_rnn = True
+    return torch.compile(model)
+
+
 def precise_batchnorm(model: torch.nn.Module, forward, batches: int) -> None:
     """Precise BatchNorm: the running statistics of every BatchNorm that trains, recomputed as the exact average
     over ``batches`` fixed batches (``forward(k)`` runs the model on the ``k``-th). The running averages describe

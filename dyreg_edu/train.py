@@ -39,9 +39,9 @@ from .files import check_keys
 from .evaluation import evaluate, make_result, recompute_batchnorm  # noqa: F401  (evaluate: for the chapters)
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 from .dyreg import DyRegBlock
-from .runs import (Settings, StepLog, autocast, check_settings, git_commit, init_distributed, keyword_values,
-                   load_checkpoint, load_weights, out_of_time, positive_int, process_device, progress_bar, python_call, restore,
-                   rounded, save_checkpoint)
+from .runs import (Settings, StepLog, autocast, check_settings, compile_model, git_commit, init_distributed,
+                   keyword_values, load_checkpoint, load_weights, out_of_time, positive_int, process_device,
+                   progress_bar, python_call, restore, rounded, save_checkpoint)
 from .variants import BLOCK_VARIANTS, ORACLE_VARIANTS
 
 MODEL_VARIANTS = ("resnet18",) + BLOCK_VARIANTS
@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     optimizer = make_optimizer(cfg, model)
     state = {"step": 0, "seconds": 0.0, "best_val_accuracy": None, "commit": git_commit()}  # the code that trains
     state = restore(out_dir, cfg, model, optimizer, state, resume=resume, proc=proc, device=cfg.device)
-    net = torch.compile(model) if cfg.compile else model
+    net = compile_model(model) if cfg.compile else model
     if proc.world > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
