@@ -253,8 +253,11 @@ def _regions_row(folder: Path, rung: str) -> Row:
 def research_row(repo: Path) -> Row:
     folder = repo / "results/research/oracle_head"
     dyreg, fixed = load(folder / "taught_regions_released.json"), load(folder / "fixed.json")
-    measured = (f"DyReg {pct(dyreg['val_accuracy'])}, Fixed {pct(fixed['val_accuracy'])}: box supervision, "
-                "the oracle's trained head, three motion switches; none in the paper")
+    switches = ", ".join(f"`{k}`" for k in {**(fixed["config"].get("block") or {}),
+                                             **(fixed["config"].get("experiments") or {})})
+    measured = (f"DyReg {pct(dyreg['val_accuracy'])} ({dyreg['config']['num_nodes']} nodes, regions taught by box "
+                f"supervision), Fixed {pct(fixed['val_accuracy'])}; both from the oracle's trained head, with "
+                f"{switches}: none in the paper")
     return Row("Mini scale, research settings", measured, "outside the paper",
                [("chapter 11", "book/11_mini_scale_investigation.ipynb"), ("results", "results/research/oracle_head/")])
 
