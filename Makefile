@@ -114,7 +114,7 @@ bench: venv
 	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks yet"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f"; done
 
-## ---- the GPU work queue (run it on a GPU machine; see README "On a GPU") ---------
+## ---- the GPU work queue (run it on a GPU machine; see tools/README.md) -----------
 
 # Plain python3 there (the GPU image has torch); OUT is where the packed results go.
 GPU_PY ?= python3
