@@ -170,3 +170,50 @@ def test_notebook_without_title_starts_with_badge(book):
     assert [c.metadata.get("tags", [])[:1] for c in nb.cells[:2]] == [["colab-badge"], ["colab-setup"]]
     _fake_execute(path)
     assert nbtool.check(root=root) == []
+
+
+# ---------------------------------------------------------------------------
+# Unfilled {name} placeholders: what an f-string without its f leaves
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "the same in three starts ({lo}% to {hi}%)",
+    "accuracy {result['val_accuracy']:.2f}%",
+    "got {value!r}",
+    "{cfg.seed} seeds",
+])
+def test_a_forgotten_f_string_is_a_placeholder(text):
+    assert nbtool.placeholders(text)
+
+
+@pytest.mark.parametrize("text", [
+    r"maths $\frac{a}{b} + x^{2} + \mathbf{x}_{i}$ and $$\sum_{t} z_{t}$$",
+    r"in words \frac{a}{b}, x_{i}, y^{t}",
+    "{'commit': '381113d', 'fast_mode': False} and {1, 2} and {\"a\": 1} and {x: 1}",
+    "a role {ref}`sec-x`, a substitution {{ name }}",
+    "code `f\"{x}\"` and `{name}` inline\n\n```python\nprint(\"{name}\")\n```\n",
+    "```{dropdown} Solution\nThe answer.\n```\n",
+    '        raise ValueError(f"got {length}, not {size.min().item():g}")',
+])
+def test_latex_code_dicts_and_printed_f_strings_are_not(text):
+    assert nbtool.placeholders(text) == []
+
+
+def test_a_dropdowns_prose_is_still_read():
+    assert nbtool.placeholders("```{dropdown} Solution\nfrom {lo}% to {hi}%\n```\n") == ["{lo}", "{hi}"]
+
+
+def test_check_flags_a_planted_placeholder_in_markdown_and_in_outputs(book):
+    root, path = book
+    nbtool.sync_colab([path], root)
+    _fake_execute(path, outputs=[nbformat.v4.new_output("stream", name="stdout", text="from {lo}% to 3%\n")])
+    problems = nbtool.check(root=root)
+    assert len(problems) == 1 and "output of code cell" in problems[0] and "{lo}" in problems[0]
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[-1].outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "| {name:.2f} |",
+                                                                         "text/plain": "<Markdown>"})]
+    nb.cells.append(nbformat.v4.new_markdown_cell("In three starts, {lo}% to {hi}%; $x_{i}$ is fine."))
+    nbformat.write(nb, str(path))
+    problems = "\n".join(nbtool.check(root=root))
+    assert "{name:.2f}" in problems and "markdown cell" in problems and "'{hi}', '{lo}'" in problems
+    assert "x_{i}" not in problems
