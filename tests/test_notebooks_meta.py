@@ -217,3 +217,37 @@ def test_check_flags_a_planted_placeholder_in_markdown_and_in_outputs(book):
     problems = "\n".join(nbtool.check(root=root))
     assert "{name:.2f}" in problems and "markdown cell" in problems and "'{hi}', '{lo}'" in problems
     assert "x_{i}" not in problems
+
+
+# ---------------------------------------------------------------------------
+# Chapter 11, the research chapter: short enough to finish, its numbers from its outputs
+# ---------------------------------------------------------------------------
+
+CHAPTER_11 = REPO_ROOT / "book" / "11_mini_scale_investigation.ipynb"
+MAX_WORDS_CHAPTER_11 = 5000
+
+
+def markdown_words(nb) -> int:
+    return sum(len(cell.source.split()) for cell in nb.cells if cell.cell_type == "markdown")
+
+
+def test_chapter_11_has_at_most_5000_words_of_markdown():
+    nb = nbformat.read(str(CHAPTER_11), as_version=4)
+    words = markdown_words(nb)
+    assert words <= MAX_WORDS_CHAPTER_11, (
+        f"chapter 11 has {words:,} words of markdown (at most {MAX_WORDS_CHAPTER_11:,}): the record of every run "
+        "belongs in results/research/README.md (tools/research_index.py), not in the chapter")
+
+
+def test_chapter_11s_precise_percentages_are_in_its_outputs():
+    """A percentage with decimals in the chapter's prose is one its code printed from a result file."""
+    import re
+
+    nb = nbformat.read(str(CHAPTER_11), as_version=4)
+    prose = " ".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    outputs = " ".join(nbtool._text_outputs(cell) + "".join(
+        "".join(out.get("data", {}).get("text/markdown", "")) for out in cell.get("outputs", []))
+        for cell in nb.cells if cell.cell_type == "code")
+    numbers = set(re.findall(r"\b\d+\.\d+(?=%)", prose))
+    missing = sorted(n for n in numbers if n not in outputs)
+    assert not missing, f"chapter 11's prose types percentages its outputs do not show: {missing}"

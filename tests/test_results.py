@@ -52,6 +52,9 @@ def test_every_run_says_whether_it_is_the_papers_model():
     assert said.startswith("DyReg; **not in the paper**: ")
     for words in ("`box_loss` (box supervision)", "`motion`", "a head trained on the ground-truth boxes"):
         assert words in said, said
+    from_taught = {"config": {"variant": "dyreg", "block": {},
+                              "regions_init": "checkpoints/multisync_mini_px14_step5_dyreg_taught_throughout.pt"}}
+    assert "regions taught by the boxes: box supervision" in research_index.what_it_is(from_taught)
     grid = {"config": {"variant": "dyreg", "block": {"anchors": "grid"}}}
     assert "**not in the paper**: grid anchors" in research_index.what_it_is(grid)
     assert "no model" in research_index.what_it_is({"config": {"inputs": "steps"}, "curve": []})

@@ -139,6 +139,10 @@ def what_it_is(result: dict) -> str:
         said = SWITCHES.get(name, name)
         if name == "warm_start" and "oracle" in str(settings.get("head", "")):
             said += ", a head trained on the ground-truth boxes"
+        if name == "warm_start" and "taught" in str(settings.get("head", "")):  # a box_loss run's head
+            said += ", the head of a run taught by the boxes: box supervision"
+        if name == "warm_start" and "taught" in str(settings.get("regions", "")):  # a box_loss run's regions
+            said += ", regions taught by the boxes: box supervision"
         outside.append(f"`{name}` ({said})")
     block = config.get("block") or {}
     if block.get("anchors") == "grid":
