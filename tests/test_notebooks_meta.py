@@ -170,3 +170,84 @@ def test_notebook_without_title_starts_with_badge(book):
     assert [c.metadata.get("tags", [])[:1] for c in nb.cells[:2]] == [["colab-badge"], ["colab-setup"]]
     _fake_execute(path)
     assert nbtool.check(root=root) == []
+
+
+# ---------------------------------------------------------------------------
+# Unfilled {name} placeholders: what an f-string without its f leaves
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "the same in three starts ({lo}% to {hi}%)",
+    "accuracy {result['val_accuracy']:.2f}%",
+    "got {value!r}",
+    "{cfg.seed} seeds",
+])
+def test_a_forgotten_f_string_is_a_placeholder(text):
+    assert nbtool.placeholders(text)
+
+
+@pytest.mark.parametrize("text", [
+    r"maths $\frac{a}{b} + x^{2} + \mathbf{x}_{i}$ and $$\sum_{t} z_{t}$$",
+    r"in words \frac{a}{b}, x_{i}, y^{t}",
+    "{'commit': '381113d', 'fast_mode': False} and {1, 2} and {\"a\": 1} and {x: 1}",
+    "a role {ref}`sec-x`, a substitution {{ name }}",
+    "code `f\"{x}\"` and `{name}` inline\n\n```python\nprint(\"{name}\")\n```\n",
+    "```{dropdown} Solution\nThe answer.\n```\n",
+    '        raise ValueError(f"got {length}, not {size.min().item():g}")',
+])
+def test_latex_code_dicts_and_printed_f_strings_are_not(text):
+    assert nbtool.placeholders(text) == []
+
+
+def test_a_dropdowns_prose_is_still_read():
+    assert nbtool.placeholders("```{dropdown} Solution\nfrom {lo}% to {hi}%\n```\n") == ["{lo}", "{hi}"]
+
+
+def test_check_flags_a_planted_placeholder_in_markdown_and_in_outputs(book):
+    root, path = book
+    nbtool.sync_colab([path], root)
+    _fake_execute(path, outputs=[nbformat.v4.new_output("stream", name="stdout", text="from {lo}% to 3%\n")])
+    problems = nbtool.check(root=root)
+    assert len(problems) == 1 and "output of code cell" in problems[0] and "{lo}" in problems[0]
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[-1].outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "| {name:.2f} |",
+                                                                         "text/plain": "<Markdown>"})]
+    nb.cells.append(nbformat.v4.new_markdown_cell("In three starts, {lo}% to {hi}%; $x_{i}$ is fine."))
+    nbformat.write(nb, str(path))
+    problems = "\n".join(nbtool.check(root=root))
+    assert "{name:.2f}" in problems and "markdown cell" in problems and "'{hi}', '{lo}'" in problems
+    assert "x_{i}" not in problems
+
+
+# ---------------------------------------------------------------------------
+# Chapter 11, the research chapter: short enough to finish, its numbers from its outputs
+# ---------------------------------------------------------------------------
+
+CHAPTER_11 = REPO_ROOT / "book" / "11_mini_scale_investigation.ipynb"
+MAX_WORDS_CHAPTER_11 = 5000
+
+
+def markdown_words(nb) -> int:
+    return sum(len(cell.source.split()) for cell in nb.cells if cell.cell_type == "markdown")
+
+
+def test_chapter_11_has_at_most_5000_words_of_markdown():
+    nb = nbformat.read(str(CHAPTER_11), as_version=4)
+    words = markdown_words(nb)
+    assert words <= MAX_WORDS_CHAPTER_11, (
+        f"chapter 11 has {words:,} words of markdown (at most {MAX_WORDS_CHAPTER_11:,}): the record of every run "
+        "belongs in results/research/README.md (tools/research_index.py), not in the chapter")
+
+
+def test_chapter_11s_precise_percentages_are_in_its_outputs():
+    """A percentage with decimals in the chapter's prose is one its code printed from a result file."""
+    import re
+
+    nb = nbformat.read(str(CHAPTER_11), as_version=4)
+    prose = " ".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    outputs = " ".join(nbtool._text_outputs(cell) + "".join(
+        "".join(out.get("data", {}).get("text/markdown", "")) for out in cell.get("outputs", []))
+        for cell in nb.cells if cell.cell_type == "code")
+    numbers = set(re.findall(r"\b\d+\.\d+(?=%)", prose))
+    missing = sorted(n for n in numbers if n not in outputs)
+    assert not missing, f"chapter 11's prose types percentages its outputs do not show: {missing}"

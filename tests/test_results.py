@@ -24,7 +24,7 @@ def test_every_research_folder_has_a_question_and_every_run_a_line(tmp_path):
         assert f"## `{folder}/`" in text
         for path in (research_index.RESEARCH / folder).glob("*.json"):
             if "rows" not in json.loads(path.read_text()):  # a table is not a run
-                assert f"- `{path.stem}`: " in text, path
+                assert f"\n| `{path.stem}` | " in text, path
     (tmp_path / "centre_step").mkdir()
     (tmp_path / "unasked").mkdir()
     with pytest.raises(ValueError, match=r"without a question .*\['unasked'\]"):
@@ -39,6 +39,28 @@ def test_a_runs_outcome_names_what_its_accuracy_counts():
     label = {**graph_alone, "config": {"inputs": "steps", "target": "label"}}
     assert research_index.outcome(label).startswith("100.00% labels right")
     assert research_index.outcome({"table": "5", "rows": []}) is None
+
+
+def test_every_run_says_whether_it_is_the_papers_model():
+    """Each run names the switches outside the paper it uses, box supervision as such; a run with none
+    is the paper's model, and a program that is no model says so."""
+    paper = {"config": {"variant": "dyreg", "block": {}}}
+    assert research_index.what_it_is(paper) == "DyReg: the paper's model, no switch outside the paper"
+    taught = {"config": {"variant": "dyreg", "block": {"node_motion": True, "motion_from": "centre"},
+                         "box_loss": 1.0, "head_init": "checkpoints/multisync_mini_px14_step5_oracle_centre.pt"}}
+    said = research_index.what_it_is(taught)
+    assert said.startswith("DyReg; **not in the paper**: ")
+    for words in ("`box_loss` (box supervision)", "`motion`", "a head trained on the ground-truth boxes"):
+        assert words in said, said
+    from_taught = {"config": {"variant": "dyreg", "block": {},
+                              "regions_init": "checkpoints/multisync_mini_px14_step5_dyreg_taught_throughout.pt"}}
+    assert "regions taught by the boxes: box supervision" in research_index.what_it_is(from_taught)
+    grid = {"config": {"variant": "dyreg", "block": {"anchors": "grid"}}}
+    assert "**not in the paper**: grid anchors" in research_index.what_it_is(grid)
+    assert "no model" in research_index.what_it_is({"config": {"inputs": "steps"}, "curve": []})
+    text = research_index.INDEX.read_text()
+    rows = [line for line in text.splitlines() if "`box_loss` (box supervision)" in line]
+    assert rows and all("**not in the paper**" in line for line in rows)
 
 
 def tracked_text_lines() -> dict:

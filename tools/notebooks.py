@@ -43,6 +43,18 @@ CHECK_PASSED = "Passed:"
 DROPDOWN_SOLUTION = re.compile(r"^(?P<fence>`{3,}|:{3,})\{dropdown\}[ \t]*Solution.*?^(?P=fence)[ \t]*$\n?",
                                re.MULTILINE | re.DOTALL)
 SETUP_TAG = "colab-setup"
+# What a forgotten ``f`` before a string leaves: ``{name}``, ``{name:.2f}``, ``{row['x']!r}`` in plain text.
+# Not LaTeX (``\frac{a}{b}``, ``x_{i}``, ``\mathbf{x}``: a brace right after a letter, ``\``, ``^``, ``_`` or
+# another brace), a MyST role (``{ref}`...```), a substitution (``{{ name }}``), a dict or a set (``{'a': 1}``,
+# ``{1, 2}``: no identifier right after the brace), nor an f-string in printed source code; maths and code
+# are taken out first (:func:`prose`).
+PLACEHOLDER = re.compile(r"(?<![\\\w^_{}$])\{[A-Za-z_]\w*(?:\.\w+|\[[^\]\n]*\])*(?:![rsa])?(?::[^{}\s]*)?\}(?![}`])")
+_FENCED = re.compile(r"^(?P<fence>`{3,}|~{3,}|:{3,})(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+                     re.MULTILINE | re.DOTALL)
+_ROLE = re.compile(r"\{[\w:-]+\}(?=`)")
+_MATHS = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.DOTALL)
+_CODE_SPAN = re.compile(r"(`+)[^`].*?\1", re.DOTALL)
+_F_STRING = re.compile(r"""\b[rRbB]?[fF][rRbB]?(?:(?P<q>"{3}|'{3}).*?(?P=q)|"[^"\n]*"|'[^'\n]*')""", re.DOTALL)
 COLAB_URL = "https://colab.research.google.com"
 BADGE_IMG = f"{COLAB_URL}/assets/colab-badge.svg"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -273,11 +285,46 @@ def check_notebook(path: Path, root: Path = REPO_ROOT) -> list[str]:
             if out.get("output_type") == "error":
                 problems.append(f"{name}: cell {i} stores an error output ({out.get('ename')}: {out.get('evalue')})")
     problems += exercise_problems(nb, name)
+    problems += placeholder_problems(nb, name)
     widgets = nb.metadata.get("widgets")
     if widgets is not None:
         state = widgets.get("application/vnd.jupyter.widget-state+json", {})
         if "state" not in state:
             problems.append(f"{name}: widget metadata without a 'state' key (save widget state, or drop metadata.widgets)")
+    return problems
+
+
+def prose(markdown: str) -> str:
+    """``markdown`` without what may hold braces on purpose: fenced code (a MyST directive's body stays,
+    its fences and ``{name}`` go), roles, inline code, maths."""
+    text, before = markdown, None
+    while text != before:  # a directive's body may hold fences of its own
+        before = text
+        text = _FENCED.sub(lambda m: m.group("body") if m.group("info").lstrip().startswith("{") else "", text)
+    text = _CODE_SPAN.sub("", _ROLE.sub("", _MATHS.sub("", text)))
+    return _F_STRING.sub("", text)
+
+
+def placeholders(text: str) -> list[str]:
+    """The unfilled ``{name}`` placeholders in ``text`` (markdown prose or a printed output)."""
+    return PLACEHOLDER.findall(prose(text))
+
+
+def placeholder_problems(nb, name: str) -> list[str]:
+    """An unfilled ``{name}`` in a markdown cell or in a stored text output (stream, plain text,
+    markdown display): an f-string without its ``f``, or a template that was never formatted."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        texts = [cell.source] if cell.cell_type == "markdown" else []
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "stream":
+                texts.append("".join(out.get("text", "")))
+            for mime in ("text/plain", "text/markdown"):
+                texts.append("".join(out.get("data", {}).get(mime, "")))
+        found = sorted({p for text in texts for p in placeholders(text)})
+        if found:
+            where = "markdown" if cell.cell_type == "markdown" else "output of code"
+            problems.append(f"{name}: {where} cell {i} shows unfilled placeholders {found} (an f-string without its f?)")
     return problems
 
 
