@@ -379,7 +379,7 @@ def static_alpha_explorer(
     sliders = [Slider.over(n, raw_values, label=f"(W_o z)_{n}", start=v) for n, v in zip("xywh", start)]
     sliders += [Slider.over("gamma", gammas, start=start_gamma), Slider.over("form", ("code", "paper"))]
     title = "Alpha explorer (no kernel needed): W_o z and gamma through the constraints alpha (Eq. 11-14)"
-    return SliderWidget("alpha", title, sliders, data, [("centre", 300, 250), ("size", 300, 250), ("map", 250, 250)],
+    return SliderWidget("alpha", title, sliders, data, [("centre", 235, 220), ("size", 235, 220), ("map", 190, 190)],
                         legend=[(_hex(node_color(0)), "x: circle, y: square")], max_bytes=max_bytes)
 
 
