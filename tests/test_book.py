@@ -151,3 +151,71 @@ def test_page_renders(doc, server, browser):
         assert std > MIN_PIXEL_STD, f"{doc}: screenshot looks blank (pixel std {std:.1f})"
     finally:
         page.close()
+
+
+# ---------------------------------------------------------------------------
+# The static sliders (dyreg_edu.plots.static_sliders) work on the published pages:
+# moving each slider, with no kernel behind the page, redraws the figure and its caption.
+
+#: The pages with static slider widgets, and how many each has at least.
+SLIDER_PAGES = {"book/01_kernel_pooling": 1, "book/02_region_generation": 1}
+
+_JS_WIDGET_STATE = """(i) => {
+  const w = document.querySelectorAll('.dyreg-sliders')[i];
+  return {caption: w.querySelector('.dyreg-caption').textContent,
+          canvases: Array.from(w.querySelectorAll('canvas')).map(c => c.toDataURL()),
+          readouts: Array.from(w.querySelectorAll('output')).map(o => o.textContent),
+          sliders: Array.from(w.querySelectorAll('input[type=range]')).map(s => s.dataset.name)};
+}"""
+
+# one step along the slider (back one at its end), as a reader's drag does: set value, fire 'input'
+_JS_MOVE = """([i, name]) => {
+  const input = document.querySelectorAll('.dyreg-sliders')[i].querySelector(`input[data-name="${name}"]`);
+  const v = Number(input.value), top = Number(input.max);
+  input.value = String(v < top ? v + 1 : v - 1);
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+}"""
+
+
+def widget_state(page, index: int) -> dict:
+    return page.evaluate(_JS_WIDGET_STATE, index)
+
+
+def check_sliders_move(page, label: str, index: int) -> list[str]:
+    """Move every slider of widget ``index`` one step; each move must change its readout, its
+    caption and at least one of its canvases. Returns the slider names moved."""
+    names = widget_state(page, index)["sliders"]
+    assert names, f"{label}: widget {index} has no sliders"
+    for name in names:
+        before = widget_state(page, index)
+        assert page.evaluate("(i) => document.querySelectorAll('.dyreg-sliders')[i].getAttribute('data-ready')",
+                             index), f"{label}: the script of widget {index} did not run"
+        assert "failed" not in before["caption"] and "needs JavaScript" not in before["caption"], \
+            f"{label}: widget {index} did not draw: {before['caption']!r}"
+        page.evaluate(_JS_MOVE, [index, name])
+        try:  # frames that are images decode asynchronously
+            page.wait_for_function(f"(old) => ({_JS_WIDGET_STATE})({index}).canvases.join() !== old",
+                                   arg=",".join(before["canvases"]), timeout=5_000)
+        except Exception:  # playwright TimeoutError: the assertion below says what did not change
+            pass
+        after = widget_state(page, index)
+        assert after["readouts"] != before["readouts"], f"{label}: slider {name} moved, its readout did not change"
+        assert after["caption"] != before["caption"], f"{label}: slider {name} moved, the caption stayed"
+        assert after["canvases"] != before["canvases"], f"{label}: slider {name} moved, the figure stayed"
+    return names
+
+
+@pytest.mark.parametrize("doc", sorted(SLIDER_PAGES))
+def test_static_sliders_move(doc, server, browser):
+    page = browser.new_page()
+    origin = urlparse(server).netloc
+    page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).netloc == origin
+               or r.request.url.startswith("data:") else r.abort())
+    try:
+        page.goto(f"{server}/{doc}.html", wait_until="load", timeout=60_000)
+        count = page.evaluate("document.querySelectorAll('.dyreg-sliders').length")
+        assert count >= SLIDER_PAGES[doc], f"{doc}: {count} static slider widgets, expected {SLIDER_PAGES[doc]}"
+        for i in range(count):  # (a widget whose script failed still says "needs JavaScript": caught there)
+            check_sliders_move(page, doc, i)
+    finally:
+        page.close()
