@@ -158,7 +158,7 @@ def test_page_renders(doc, server, browser):
 # moving each slider, with no kernel behind the page, redraws the figure and its caption.
 
 #: The pages with static slider widgets, and how many each has at least.
-SLIDER_PAGES = {"book/01_kernel_pooling": 1, "book/02_region_generation": 1}
+SLIDER_PAGES = {"book/01_kernel_pooling": 1, "book/02_region_generation": 1, "book/06_training": 2}
 
 _JS_WIDGET_STATE = """(i) => {
   const w = document.querySelectorAll('.dyreg-sliders')[i];
