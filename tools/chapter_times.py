@@ -106,8 +106,9 @@ def _first_line(source: str) -> str:
     return (lines[0] if lines else "").strip()[:80]
 
 
-def measure(path: Path, timeout: int = 3600) -> dict:
-    """Execute one chapter at full size, in memory, and return its times with provenance."""
+def measure(path: Path, timeout: int = 3600, command: str | None = None) -> dict:
+    """Execute one chapter at full size, in memory, and return its times with provenance
+    (``command``: the command line that asked for it; default one that measures this chapter alone)."""
     from nbclient import NotebookClient
     from dyreg_edu.runs import cpu_name, git_commit
 
@@ -140,14 +141,26 @@ def measure(path: Path, timeout: int = 3600) -> dict:
                           for i, s in slowest],
         "words": document_words(path),
         "threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "niceness": os.nice(0),                 # the process's scheduling priority (10: yields to other work)
         "fast": os.environ.get("DYREG_FAST", "") not in ("", "0"),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
-        "command": "python tools/chapter_times.py measure " + shlex.quote(path.as_posix()),
+        "command": command or "python tools/chapter_times.py measure " + shlex.quote(_relative(path)),
         "commit": git_commit(),
         "device": cpu_name(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _relative(path: Path) -> str:
+    path = Path(path).resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.as_posix()
+
+
+def _invocation(argv) -> str:
+    """The command line as run, with the environment variables that change a measurement."""
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ)
+    return " ".join(filter(None, [env, "python tools/chapter_times.py", " ".join(map(shlex.quote, argv))]))
 
 
 def load(root: Path = REPO_ROOT) -> dict:
@@ -173,10 +186,10 @@ def save(record: dict, root: Path = REPO_ROOT) -> Path:
 # The syllabus's table
 # ---------------------------------------------------------------------------
 
-def _minutes(seconds) -> str:
+def _duration(seconds) -> str:
     if seconds is None:
         return "not measured"
-    return "under 1 min" if seconds < 60 else f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _title(path: Path) -> str:
@@ -187,7 +200,7 @@ def _title(path: Path) -> str:
         cells = notebooks._read(path).cells
         text = cells[0].source if cells else ""
     match = re.search(r"^#\s+(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else path.stem
+    return match.group(1).split(":")[0].strip() if match else path.stem   # "6. Training ...", no subtitle
 
 
 def chapter_paths(root: Path = REPO_ROOT) -> list[Path]:
@@ -205,16 +218,25 @@ def table(root: Path = REPO_ROOT) -> str:
     chapters = load(root)["chapters"]
     rows = ["| chapter | full-size run, wall (measured) | kernel CPU time (measured) | reading (estimate) |",
             "|---|---:|---:|---:|"]
+    totals = {"wall_seconds": 0.0, "kernel_cpu_seconds": 0.0, "reading": 0.0}
+    complete = True
     for path in chapter_paths(root):
-        rel = path.relative_to(root).as_posix()
-        entry = chapters.get(rel)
+        entry = chapters.get(Path(path).relative_to(root).as_posix())
         reading = (entry["words"] if entry else document_words(path)) / WORDS_PER_MINUTE * 60
+        totals["reading"] += reading
         if path.suffix == ".md":
-            run, cpu = "nothing to run", "nothing to run"
+            run = cpu = "nothing to run"
+        elif entry is None:
+            run = cpu = "not measured"
+            complete = False
         else:
-            run = _minutes(entry["wall_seconds"]) if entry else "not measured"
-            cpu = _minutes(entry["kernel_cpu_seconds"]) if entry else "not measured"
-        rows.append(f"| {_title(path)} | {run} | {cpu} | {_minutes(reading)} |")
+            run, cpu = _duration(entry["wall_seconds"]), _duration(entry["kernel_cpu_seconds"])
+            totals["wall_seconds"] += entry["wall_seconds"]
+            totals["kernel_cpu_seconds"] += entry["kernel_cpu_seconds"]
+        rows.append(f"| {_title(path)} | {run} | {cpu} | {_duration(reading)} |")
+    if complete:
+        rows.append(f"| **all chapters** | {_duration(totals['wall_seconds'])} | "
+                    f"{_duration(totals['kernel_cpu_seconds'])} | {_duration(totals['reading'])} |")
     return "\n".join(rows)
 
 
@@ -229,6 +251,7 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=["measure", "table", "sync"])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.command == "measure":
         if os.environ.pop("DYREG_FAST", None) not in (None, "", "0"):
@@ -237,15 +260,15 @@ def main(argv=None) -> int:
         failed = 0
         for path in paths:
             path = Path(path).resolve()
-            print(f"measuring {path.relative_to(REPO_ROOT)} ...", flush=True)
+            print(f"measuring {_relative(path)} ...", flush=True)
             try:
-                entry = measure(path, timeout=args.timeout)
+                entry = measure(path, timeout=args.timeout, command=_invocation(argv))
             except Exception as error:  # a chapter that fails is reported and not recorded
                 print(f"  failed, not recorded: {type(error).__name__}: {str(error)[-500:]}", flush=True)
                 failed += 1
                 continue
             record = load()
-            record["chapters"][path.relative_to(REPO_ROOT).as_posix()] = entry
+            record["chapters"][_relative(path)] = entry
             print(f"  {entry['wall_seconds']:.0f} s wall, {entry['kernel_cpu_seconds']} s CPU", flush=True)
             save(record)
         return 1 if failed else 0
