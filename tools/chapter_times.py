@@ -15,7 +15,9 @@ its CPU time is close to the wall time it takes on an idle core. The results, wi
 ``results/book/chapter_times.json``, one entry per chapter, so chapters can be measured one at a time.
 
 The reading time is an estimate, not a measurement: the words of the chapter's markdown cells (or
-its ``.md`` file) at ``WORDS_PER_MINUTE``, and is labelled so wherever it is shown.
+its ``.md`` file, which ``measure`` only counts) at ``WORDS_PER_MINUTE``, and is labelled so wherever it
+is shown. The table is a function of the result file alone, so editing a chapter does not change it
+until the chapter is measured again.
 """
 from __future__ import annotations
 
@@ -152,6 +154,14 @@ def measure(path: Path, timeout: int = 3600, command: str | None = None) -> dict
     }
 
 
+def page_entry(path: Path, command: str) -> dict:
+    """A markdown chapter: nothing to run, only its words (for the reading estimate), with provenance."""
+    from dyreg_edu.runs import git_commit
+
+    return {"words": document_words(path), "command": command, "commit": git_commit(),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
 def _relative(path: Path) -> str:
     path = Path(path).resolve()
     return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.as_posix()
@@ -256,20 +266,22 @@ def main(argv=None) -> int:
     if args.command == "measure":
         if os.environ.pop("DYREG_FAST", None) not in (None, "", "0"):
             print("note: DYREG_FAST was set; measuring at full size anyway")
-        paths = args.notebooks or [p for p in chapter_paths() if p.suffix == ".ipynb"]
+        paths = args.notebooks or chapter_paths()
         failed = 0
         for path in paths:
             path = Path(path).resolve()
             print(f"measuring {_relative(path)} ...", flush=True)
             try:
-                entry = measure(path, timeout=args.timeout, command=_invocation(argv))
+                entry = (page_entry(path, _invocation(argv)) if path.suffix == ".md" else
+                         measure(path, timeout=args.timeout, command=_invocation(argv)))
             except Exception as error:  # a chapter that fails is reported and not recorded
                 print(f"  failed, not recorded: {type(error).__name__}: {str(error)[-500:]}", flush=True)
                 failed += 1
                 continue
             record = load()
             record["chapters"][_relative(path)] = entry
-            print(f"  {entry['wall_seconds']:.0f} s wall, {entry['kernel_cpu_seconds']} s CPU", flush=True)
+            print(f"  {entry['wall_seconds']:.0f} s wall, {entry['kernel_cpu_seconds']} s CPU" if "wall_seconds" in entry
+                  else f"  {entry['words']} words (a page: nothing to run)", flush=True)
             save(record)
         return 1 if failed else 0
     elif args.command == "table":
