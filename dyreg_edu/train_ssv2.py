@@ -36,7 +36,7 @@ over stages, times ``distill_weight`` (1; the paper gives no weight).
 **Evaluation** (:func:`evaluate`): ``1-clip`` = 16 segment centres, shorter side 256, centre
 crop 224 (paper Table 8); ``3x2`` = 3 crops of 256 x 256 x 2 clips (segment centres and
 starts) with the logits averaged over the 6 views (the paper's main table, the authors'
-``--full_res --test_crops=3 --twice_sample``). Top-1 and top-5 in percent, and with
+``--full_res --test_crops=3 --twice_sample``). Top-1 and (above 5 classes) top-5 in percent, and with
 Something-Else boxes the object-centric distance (Appendix F.3) of every DyReg stage.
 """
 from __future__ import annotations
@@ -249,7 +249,7 @@ def stage_regions(aux: dict) -> dict[str, tuple[Tensor, int, int]]:
 @torch.no_grad()
 def evaluate(model: TSMResNet, data: SomethingSomethingV2, *, batch_size: int = 8, cfg: SSv2Config | None = None,
              proc: Dist | None = None, workers: int = 0, progress: bool = False) -> dict:
-    """Top-1 and top-5 accuracy (percent) of ``model`` on ``data``, every video once.
+    """Top-1 and (with more than 5 classes) top-5 accuracy (percent) of ``model`` on ``data``, every video once.
 
     ``data.mode == "test"``: the logits of the 6 views (3 crops x 2 clips) are averaged. The
     model is run at ``data.crop`` (:func:`at_size`). With Something-Else boxes in ``data``
@@ -264,7 +264,7 @@ def evaluate(model: TSMResNet, data: SomethingSomethingV2, *, batch_size: int = 
     mine = list(range(proc.rank, len(data), proc.world))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, mine), batch_size=batch_size,
                                          num_workers=workers, collate_fn=collate_boxes)
-    counts, sums = [0.0, 0.0, 0.0, 0.0], {}
+    counts, sums, num_classes = [0.0, 0.0, 0.0, 0.0], {}, net.classifier.out_features
     bar = progress_bar(loader, progress, f"eval {data.mode}")
     for batch in bar:
         frames, labels = batch["frames"].to(device), batch["label"].to(device)
@@ -283,8 +283,10 @@ def evaluate(model: TSMResNet, data: SomethingSomethingV2, *, batch_size: int = 
                 part = object_centric_sums(region_centers(regions, h, w), boxes, data.crop)
                 sums[stage] = [a + float(b) for a, b in zip(sums.get(stage, [0.0] * 4), part)]
     counts = all_sum(counts, proc)
-    out = {"top1": 100 * counts[0] / counts[2], "top5": 100 * counts[1] / counts[2], "loss": counts[3] / counts[2],
-           "videos": int(counts[2]), "views": data.num_views, "crop": data.crop}
+    out = {"top1": 100 * counts[0] / counts[2], "loss": counts[3] / counts[2], "videos": int(counts[2]),
+           "views": data.num_views, "crop": data.crop}
+    if num_classes > 5:  # with 5 classes or fewer every label is among the top 5
+        out["top5"] = 100 * counts[1] / counts[2]
     if sums or (data.annotations is not None and net.graph_stages):
         stages = {}
         for stage in net.graph_stages:
@@ -447,7 +449,7 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
                 tic = time.time()
                 val = evaluate(model, val_data, cfg=cfg, proc=proc, workers=cfg.workers)
                 state["seconds"] += time.time() - tic
-                record.update({"val_top1": round(val["top1"], 3), "val_top5": round(val["top5"], 3)})
+                record.update({f"val_{k}": round(val[k], 3) for k in ("top1", "top5") if k in val})
                 state["best_top1"] = max(state["best_top1"] or 0.0, val["top1"])
             if proc.main:
                 log.write(json.dumps(record) + "\n")

@@ -53,7 +53,7 @@ def test_a_few_steps_then_both_protocols(root, tmp_path):
     one, multi = result["evaluation"]["1-clip"], result["evaluation"]["3x2"]
     assert one["videos"] == multi["videos"] == 4 and one["views"] == 1 and multi["views"] == 6
     assert multi["crop"] == 96 and one["crop"] == 64
-    assert 0 <= one["top1"] <= one["top5"] <= 100
+    assert 0 <= one["top1"] <= 100 and "top5" not in one and "top5" not in multi  # 4 classes: top-5 says nothing
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["state"]["step"] == 4 and "classifier.weight" in ckpt["model"]
 
@@ -196,7 +196,8 @@ def test_fp16_with_a_gradient_scaler_resumes_with_its_scale(root, tmp_path, monk
     cfg = tiny(root, dropout=0.5, grad_clip=20.0)
     train(cfg, tmp_path / "straight", max_steps=4, progress=False, final_eval=False)
     train(cfg, tmp_path / "split", max_steps=2, progress=False, final_eval=False)
-    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["scaler"]["_growth_tracker"] == 2
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["scaler"]["scale"] > 0
     train(cfg, tmp_path / "split", max_steps=4, resume=True, progress=False, final_eval=False)
     assert [r["loss"] for r in records(tmp_path / "split")] == [r["loss"] for r in records(tmp_path / "straight")]
-    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["scaler"]["_growth_tracker"] == 4
+    scalers = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["scaler"] for run in ("straight", "split")]
+    assert scalers[0] == scalers[1]  # the same skipped steps and the same scale
