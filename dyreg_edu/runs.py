@@ -511,15 +511,15 @@ def has_bf16(device="cuda") -> bool:
 def resolve_amp(amp, device: str, bf16: bool | None = None) -> str:
     """The precision that ``amp`` (one of :data:`AMP_MODES`; ``True``/``False`` of older configs read as
     ``auto``/``off``) means on ``device``: ``"bf16"``, ``"fp16"`` or ``"off"``. ``bf16``: whether the GPU
-    has bf16 (default: ask torch, :func:`has_bf16`). The CPU trains in fp32: a named ``bf16`` or ``fp16``
-    there is an error, as is ``bf16`` on a GPU without it."""
+    has bf16 (default: ask torch, :func:`has_bf16`). The CPU trains in fp32 unless ``bf16`` is asked for;
+    ``fp16`` there is an error (its gradient scaler is for GPUs), as is ``bf16`` on a GPU without it."""
     amp = {True: "auto", False: "off"}.get(amp, amp) if isinstance(amp, bool) else amp
     if amp not in AMP_MODES:
         raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
     if not str(device).startswith("cuda"):
-        if amp in AUTOCAST_DTYPES:
-            raise ValueError(f"amp {amp!r} is for CUDA GPUs; on the CPU a run is fp32 (amp 'auto' or 'off')")
-        return "off"
+        if amp == "fp16":
+            raise ValueError("amp 'fp16' is for CUDA GPUs; on the CPU a run is fp32 (amp 'auto' or 'off') or bf16")
+        return "bf16" if amp == "bf16" else "off"
     if amp in ("off", "fp16"):
         return amp
     bf16 = has_bf16(device) if bf16 is None else bf16
@@ -529,7 +529,7 @@ def resolve_amp(amp, device: str, bf16: bool | None = None) -> str:
 
 
 def autocast(device: str, amp="auto"):
-    """The autocast of ``amp`` on ``device`` (:func:`resolve_amp`): bf16 or fp16 on CUDA; nothing on the CPU."""
+    """The autocast of ``amp`` on ``device`` (:func:`resolve_amp`): bf16 or fp16; nothing for ``off``."""
     mode = resolve_amp(amp, device)
     if mode == "off":
         return contextlib.nullcontext()

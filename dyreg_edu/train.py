@@ -9,6 +9,8 @@ paper's SGD as written; ``paper_scaled``, the same lr per video at our batch (:f
 literal one stalled at the paper scale, ``results/multisync/attempts/``); ``fast``, AdamW (the mini default).
 All clip the gradient's norm at 5 (ours; ``--grad-clip 0`` as the authors' code). **Exact resume**: a step's
 batch is a pure function of ``(seed, step)`` and a checkpoint holds the model, optimiser and random state.
+**Precision** (``--amp``): ``auto`` trains in bf16 on a GPU that has it, in fp16 with a gradient scaler (whose
+state the checkpoint keeps) on one that does not (a T4), in fp32 on the CPU (:func:`dyreg_edu.runs.resolve_amp`).
 Under ``torchrun`` each process trains on its share of a step's batch. Research switches (none in the paper)
 are reached through ``hooks`` (:mod:`dyreg_edu.experiments`); a run's plumbing is :mod:`dyreg_edu.runs`.
 """
@@ -203,7 +205,7 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
         ("amp", cfg.amp in AMP_MODES, f"one of {AMP_MODES}"),
         *data_checks(cfg), *mini.checks(cfg),
     ])
-    resolve_amp(cfg.amp, cfg.device)  # bf16 or fp16 named on the CPU, or bf16 on a GPU without it: one clear error
+    resolve_amp(cfg.amp, cfg.device)  # fp16 on the CPU, or bf16 on a GPU without it: one clear error
     experiments.hooks(cfg)
 
 
@@ -417,7 +419,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--amp", default="auto", metavar="{auto,bf16,fp16,off}",
                    help="mixed precision on CUDA: auto (default) is bf16 on a GPU that has it and fp16 with a gradient "
-                   "scaler on one that does not (a T4); off: fp32. The CPU trains in fp32")
+                   "scaler on one that does not (a T4); off: fp32. The CPU trains in fp32 unless bf16 is asked for")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-progress", action="store_true")

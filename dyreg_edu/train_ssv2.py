@@ -152,7 +152,7 @@ def check_config(cfg: SSv2Config, world: int = 1) -> None:
         ("grad_clip", cfg.grad_clip >= 0, "0 (no clipping) or a positive gradient norm"),
         ("amp", cfg.amp in AMP_MODES, f"one of {AMP_MODES}"),
     ])
-    resolve_amp(cfg.amp, cfg.device)  # bf16 or fp16 named on the CPU, or bf16 on a GPU without it: one clear error
+    resolve_amp(cfg.amp, cfg.device)  # fp16 on the CPU, or bf16 on a GPU without it: one clear error
 
 
 # --------------------------------------------------------------------------- parts
@@ -520,7 +520,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", default="auto", metavar="{auto,bf16,fp16,off}",
                    help="mixed precision on CUDA: auto (default) is bf16 on a GPU that has it and fp16 with a gradient "
-                   "scaler on one that does not (a T4); off: fp32. The CPU runs in fp32")
+                   "scaler on one that does not (a T4); off: fp32. The CPU runs in fp32 unless bf16 is asked for")
     p.add_argument("--no-amp", action="store_true", help="the same as --amp off")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-final-eval", action="store_true", help="skip the two protocols at the end")
