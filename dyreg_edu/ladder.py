@@ -131,7 +131,7 @@ def run_one(rung: str, variant: str, *, seed: int, runs_root: Path, deadline: fl
     name = result_name(variant, seed)
     target = LADDER_DIR / rung / f"{name}.json"
     cfg = rung_config(rung, variant, seed)
-    if target.exists() and json.loads(target.read_text())["config"] == cfg.to_dict():
+    if target.exists() and TrainConfig.from_dict(json.loads(target.read_text())["config"]) == cfg:  # older configs migrated
         return json.loads(target.read_text())
     minutes = (deadline - time.time()) / 60
     if minutes < 0.5:

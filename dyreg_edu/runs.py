@@ -15,7 +15,9 @@ that made them). This module writes and reads them:
   :func:`all_sum`;
 - **settings**: :class:`Settings` (a dataclass saved as a dict), :func:`check_settings`;
 - the CLI: :func:`keyword_values` (``KEY=VALUE`` arguments for a class's keywords);
-- :func:`autocast`, :func:`progress_bar`, :func:`rounded`.
+- **mixed precision**: :func:`resolve_amp` (``auto``, ``bf16``, ``fp16``, ``off``), :func:`autocast`,
+  :class:`Precision` (with fp16's gradient scaler);
+- :func:`progress_bar`, :func:`rounded`.
 
 Nothing here knows a model or a data set.
 """
@@ -283,10 +285,12 @@ def prepare_run_dir(out, resume: bool) -> tuple[Path, Path]:
     return ckpt_path, log_path
 
 
-def restore(out, cfg, model, optimizer, state: dict, *, resume: bool, proc: "Dist", **may_differ) -> dict:
+def restore(out, cfg, model, optimizer, state: dict, *, resume: bool, proc: "Dist", precision: "Precision | None" = None,
+            **may_differ) -> dict:
     """Where a run starts: ``state`` (a new run's; its log, if any, removed), or with ``resume`` the checkpoint's,
-    with the model, optimiser and random state restored and the log cut to its step. The checkpoint must have
-    been made with ``cfg``'s settings (``may_differ``: fields that may change, e.g. ``device=cfg.device``)."""
+    with the model, optimiser, gradient scaler (``precision``'s) and random state restored and the log cut to its
+    step. The checkpoint must have been made with ``cfg``'s settings (``may_differ``: fields that may change,
+    e.g. ``device=cfg.device``)."""
     ckpt_path, log_path = prepare_run_dir(out, resume)
     if resume:
         expected = f"a training checkpoint of this trainer ({type(cfg).__name__}), to resume"
@@ -298,6 +302,8 @@ def restore(out, cfg, model, optimizer, state: dict, *, resume: bool, proc: "Dis
         check_resume(saved, cfg, ckpt_path, **may_differ)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if precision is not None:
+            precision.load_state_dict(ckpt.get("scaler"))
         state = ckpt["state"]
         set_rng_state(ckpt["rng"])
     if proc.main:
@@ -493,11 +499,94 @@ def rounded(d: dict) -> dict:
     return {k: (round(v, 4) if isinstance(v, float) else rounded(v) if isinstance(v, dict) else v) for k, v in d.items()}
 
 
-def autocast(device: str, amp: bool = True):
-    """bf16 autocast on CUDA when ``amp``; nothing on the CPU."""
-    if str(device).startswith("cuda") and amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+# --------------------------------------------------------------------------- mixed precision
+
+#: A run's ``amp`` setting: ``auto`` (bf16 on a CUDA GPU that has it, fp16 with a gradient scaler on one that
+#: does not, such as Colab's T4; fp32 on the CPU), or one of them named (``off``: fp32 everywhere).
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def has_bf16(device="cuda") -> bool:
+    """Whether the CUDA GPU ``device`` computes in bf16 in hardware (Ampere and later; a T4 or V100 does not,
+    and ``torch.cuda.is_bf16_supported()`` alone also counts emulation)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # an older torch, without emulation
+        return torch.cuda.is_bf16_supported()
+
+
+def resolve_amp(amp, device: str, bf16: bool | None = None) -> str:
+    """The precision that ``amp`` (one of :data:`AMP_MODES`; ``True``/``False`` of older configs read as
+    ``auto``/``off``) means on ``device``: ``"bf16"``, ``"fp16"`` or ``"off"``. ``bf16``: whether the GPU
+    has bf16 (default: ask torch, :func:`has_bf16`). The CPU trains in fp32 unless ``bf16`` is asked for;
+    ``fp16`` there is an error (its gradient scaler is for GPUs), as is ``bf16`` on a GPU without it."""
+    amp = {True: "auto", False: "off"}.get(amp, amp) if isinstance(amp, bool) else amp
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    if not str(device).startswith("cuda"):
+        if amp == "fp16":
+            raise ValueError("amp 'fp16' is for CUDA GPUs; on the CPU a run is fp32 (amp 'auto' or 'off') or bf16")
+        return "bf16" if amp == "bf16" else "off"
+    if amp in ("off", "fp16"):
+        return amp
+    bf16 = has_bf16(device) if bf16 is None else bf16
+    if amp == "bf16" and not bf16:
+        raise ValueError("amp 'bf16' asked for, but this GPU has no bf16 (a T4 or V100): use 'fp16' or 'auto'")
+    return "bf16" if bf16 else "fp16"
+
+
+def autocast(device: str, amp="auto"):
+    """The autocast of ``amp`` on ``device`` (:func:`resolve_amp`): bf16 or fp16; nothing for ``off``."""
+    mode = resolve_amp(amp, device)
+    if mode == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[mode])
+
+
+class Precision:
+    """A training step's precision: autocast, and for fp16 a gradient scaler (``torch.amp.GradScaler``): the
+    loss is multiplied by a large factor before the backward pass so that small gradients do not flush to zero
+    in fp16, the gradients are divided by it again before clipping, and a step whose gradients overflowed is
+    skipped (the factor halves). bf16 has fp32's range and needs no scaler.
+
+    ``with p.autocast(): loss = ...``; ``p.backward(loss)``; ``p.unscale(optimizer)`` (before clipping);
+    ``p.step(optimizer)``. ``state_dict``/``load_state_dict``: the scaler's state, for a checkpoint."""
+
+    def __init__(self, mode: str, device_type: str = "cuda"):
+        if mode not in ("bf16", "fp16", "off"):
+            raise ValueError(f"a Precision is 'bf16', 'fp16' or 'off', got {mode!r} (resolve_amp gives one)")
+        self.mode, self.device_type = mode, device_type
+        self.scaler = torch.amp.GradScaler(device_type) if mode == "fp16" else None
+
+    def autocast(self):
+        if self.mode == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=AUTOCAST_DTYPES[self.mode])
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def unscale(self, optimizer) -> None:
+        """The gradients in their true size (before clipping their norm)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer) -> None:
+        """The optimiser's step (skipped by the scaler when a gradient is inf or nan), then the scale's update."""
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """The scaler's saved state (none in a bf16 or fp32 checkpoint: the scaler starts afresh)."""
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------- processes

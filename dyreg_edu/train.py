@@ -9,6 +9,8 @@ paper's SGD as written; ``paper_scaled``, the same lr per video at our batch (:f
 literal one stalled at the paper scale, ``results/multisync/attempts/``); ``fast``, AdamW (the mini default).
 All clip the gradient's norm at 5 (ours; ``--grad-clip 0`` as the authors' code). **Exact resume**: a step's
 batch is a pure function of ``(seed, step)`` and a checkpoint holds the model, optimiser and random state.
+**Precision** (``--amp``): ``auto`` trains in bf16 on a GPU that has it, in fp16 with a gradient scaler (whose
+state the checkpoint keeps) on one that does not (a T4), in fp32 on the CPU (:func:`dyreg_edu.runs.resolve_amp`).
 Under ``torchrun`` each process trains on its share of a step's batch. Research switches (none in the paper)
 are reached through ``hooks`` (:mod:`dyreg_edu.experiments`); a run's plumbing is :mod:`dyreg_edu.runs`.
 """
@@ -39,9 +41,9 @@ from .files import check_keys
 from .evaluation import evaluate, make_result, recompute_batchnorm  # noqa: F401  (evaluate: for the chapters)
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 from .dyreg import DyRegBlock
-from .runs import (Settings, StepLog, autocast, check_settings, compile_model, git_commit, init_distributed,
-                   keyword_values, load_checkpoint, load_weights, out_of_time, positive_int, process_device,
-                   progress_bar, python_call, restore, rounded, save_checkpoint)
+from .runs import (AMP_MODES, Precision, Settings, StepLog, check_settings, compile_model, git_commit,
+                   init_distributed, keyword_values, load_checkpoint, load_weights, out_of_time, positive_int, process_device,
+                   progress_bar, python_call, resolve_amp, restore, rounded, save_checkpoint)
 from .variants import BLOCK_VARIANTS, ORACLE_VARIANTS
 
 MODEL_VARIANTS = ("resnet18",) + BLOCK_VARIANTS
@@ -105,7 +107,7 @@ class TrainConfig(Settings):
     checkpoint_minutes: float = 3.0
     seed: int = 0
     device: str = "cpu"
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    amp: str = "auto"  # auto: bf16 on a GPU with it, fp16 + gradient scaler without (T4), fp32 on CPU; bf16|fp16|off
     channels_last: bool = True  # on CUDA
     compile: bool = False
 
@@ -121,8 +123,11 @@ class TrainConfig(Settings):
     @classmethod
     def migrate(cls, d: dict) -> dict:
         """Configs saved before ``experiments`` existed keep their research settings in it; before tasks, the
-        task was the scale's."""
-        return {"task": d.get("scale", "mini"), **experiments.migrate_config(d)}
+        task was the scale's; before ``amp`` named a precision, ``True`` was bf16 on CUDA (``auto`` there)."""
+        d = {"task": d.get("scale", "mini"), **experiments.migrate_config(d)}
+        if isinstance(d.get("amp"), bool):
+            d["amp"] = "auto" if d["amp"] else "off"
+        return d
 
 
 #: The paper's learning rate (Section 4.2) and the batch it belongs to: the authors' runs use
@@ -197,8 +202,10 @@ def check_config(cfg: TrainConfig, world: int = 1) -> None:
         ("bn_batches", isinstance(cfg.bn_batches, int) and cfg.bn_batches >= 0, "an int >= 0"),
         ("log_every", positive_int(cfg.log_every), "a positive int"),
         ("eval_every", positive_int(cfg.eval_every), "a positive int"),
+        ("amp", cfg.amp in AMP_MODES, f"one of {AMP_MODES}"),
         *data_checks(cfg), *mini.checks(cfg),
     ])
+    resolve_amp(cfg.amp, cfg.device)  # fp16 on the CPU, or bf16 on a GPU without it: one clear error
     experiments.hooks(cfg)
 
 
@@ -280,8 +287,9 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     model, reports = starting_model(cfg, progress=progress and proc.main)
     model.to(device, memory_format=torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.preserve_format)
     optimizer = make_optimizer(cfg, model)
+    precision = Precision(resolve_amp(cfg.amp, cfg.device), device.type)  # fp16 brings a gradient scaler
     state = {"step": 0, "seconds": 0.0, "best_val_accuracy": None, "commit": git_commit()}  # the code that trains
-    state = restore(out_dir, cfg, model, optimizer, state, resume=resume, proc=proc, device=cfg.device)
+    state = restore(out_dir, cfg, model, optimizer, state, resume=resume, proc=proc, precision=precision, device=cfg.device)
     net = compile_model(model) if cfg.compile else model
     if proc.world > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -309,14 +317,16 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
             inputs, label = model_kwargs(batch, device), batch["label"].to(device)  # video (or cached features), boxes
             inputs["boxes"] = hooks.boxes(inputs["boxes"], training=True)
             sync = k == cfg.accumulate - 1 or proc.world == 1  # DDP averages the gradients at the last micro-batch
-            with (contextlib.nullcontext() if sync else net.no_sync()), autocast(cfg.device, cfg.amp):
-                logits, aux = net(**inputs, return_aux=True)
-            loss = F.cross_entropy(logits.float(), label) + hooks.loss(step, model, aux, inputs["boxes"])
-            (loss * (len(indices) * proc.world / cfg.batch_size)).backward()  # each video counts once in the mean
+            with (contextlib.nullcontext() if sync else net.no_sync()):
+                with precision.autocast():
+                    logits, aux = net(**inputs, return_aux=True)
+                loss = F.cross_entropy(logits.float(), label) + hooks.loss(step, model, aux, inputs["boxes"])
+                precision.backward(loss * (len(indices) * proc.world / cfg.batch_size))  # each video counts once in the mean
             sums = [sums[0] + loss.detach() * len(indices), sums[1] + (logits.argmax(-1) == label).sum()]
         if cfg.grad_clip:
+            precision.unscale(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        precision.step(optimizer)
         state["step"] = step + 1
         state["seconds"] += time.time() - tic
         log.add(state["step"], sums, optimizer.param_groups[0]["lr"], tic, gammas(model))
@@ -330,14 +340,14 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
                 state["best_val_accuracy"] = max(state["best_val_accuracy"] or 0.0, records[-1]["val_accuracy"])
             log.write(records)
         if proc.main and not log and time.time() - last_save > 60 * cfg.checkpoint_minutes:
-            save_checkpoint(Path(out_dir) / "checkpoint.pt", model, optimizer, cfg, state)
+            save_checkpoint(Path(out_dir) / "checkpoint.pt", model, optimizer, cfg, state, scaler=precision.state_dict())
             last_save = time.time()
     log.close()  # the deadline may come inside a group
     if not proc.main:
         torch.distributed.barrier()
         return {}
     recompute_batchnorm(model, train_data, cfg, cfg.bn_batches)
-    save_checkpoint(Path(out_dir) / "checkpoint.pt", model, optimizer, cfg, state)
+    save_checkpoint(Path(out_dir) / "checkpoint.pt", model, optimizer, cfg, state, scaler=precision.state_dict())
     result = make_result(cfg, model, val_data, state, command or python_command(cfg), Path(out_dir) / "log.jsonl")
     result.update(reports)
     (Path(out_dir) / "result.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -374,7 +384,9 @@ def python_command(cfg: TrainConfig) -> str:
 # --------------------------------------------------------------------------- CLI
 
 #: The CLI's flags that set the config field of their name: ``(flag, type, help)``.
-FLAGS = [("--batch-size", int, "the global batch (all processes and accumulation steps)"),
+FLAGS = [("--task", str, "a task of data_gen.multisync.TASKS, e.g. a rung of the ladder (default: the scale's)"),
+         ("--padding", str, "the backbone's padding: zeros (default) or circular (the ladder's where rung)"),
+         ("--batch-size", int, "the global batch (all processes and accumulation steps)"),
          ("--accumulate", int, "micro-batches a step on each process (the same batch in less memory)"),
          ("--epochs", float, "schedule length in epochs"), ("--train-videos", int, "videos in one training epoch"),
          ("--val-videos", int, "size of the fixed validation slice"), ("--lr", float, None),
@@ -398,12 +410,16 @@ def parser() -> argparse.ArgumentParser:
     for flag, kind, text in FLAGS:
         p.add_argument(flag, type=kind, help=text)
     p.add_argument("--temporal-shift", action="store_true", help="TSM's shift before layer3 (the motion-aware plain control)")
+    p.add_argument("--full-curve", action="store_true", help="also validate before the first step, and on still videos")
     p.add_argument("--block", action="append", default=[], metavar="KEY=VALUE",
                    help="a DyRegBlock keyword (repeatable), a Python literal or a word: anchors=grid, fixed_size=2")
     p.add_argument("--experiment", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
                    help="a research switch, not in the paper (repeatable; dyreg_edu.experiments), "
                    "e.g. box_loss:weight=1,steps=500")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--amp", default="auto", metavar="{auto,bf16,fp16,off}",
+                   help="mixed precision on CUDA: auto (default) is bf16 on a GPU that has it and fp16 with a gradient "
+                   "scaler on one that does not (a T4); off: fp32. The CPU trains in fp32 unless bf16 is asked for")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--no-progress", action="store_true")
@@ -414,9 +430,10 @@ def overrides_from_args(args) -> dict:
     """The config fields that the CLI's arguments set."""
     names = [flag[2:].replace("-", "_") for flag, _, _ in FLAGS]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    overrides.update(device=args.device, seed=args.seed, compile=args.compile)
-    if args.temporal_shift:
-        overrides["temporal_shift"] = True
+    overrides.update(device=args.device, seed=args.seed, compile=args.compile, amp=args.amp)
+    for name in ("temporal_shift", "full_curve"):
+        if getattr(args, name):
+            overrides[name] = True
     set_by_the_model = ("in_channels", "height", "width", "variant", "num_nodes", "node_dim", "region_dim", "switches")
     if args.block:
         overrides["block"] = keyword_values(args.block, DyRegBlock, "--block", exclude=set_by_the_model)

@@ -20,7 +20,8 @@ applied by their code; ``--grad-clip 20`` clips as TSM's own code does), the aut
 (:func:`dyreg_edu.models.param_groups`: 5x / 10x on the new classifier, 2x on biases, no decay
 on biases and norms), all BatchNorms trained (``--npb``), no horizontal flip.
 
-**Ours, not theirs**: bf16 autocast on CUDA (``--no-amp`` for fp32), gradient accumulation
+**Ours, not theirs**: mixed precision on CUDA (``--amp auto``: bf16 where the GPU has it, fp16 with a
+gradient scaler where it does not, e.g. a T4; ``--amp off`` for fp32), gradient accumulation
 (``--accumulate``: the same global batch on fewer GPUs), exact resume (every random draw is
 keyed by seed, epoch and index, and the checkpoint holds the RNG states), validation that
 drops no video (theirs drops the last partial batch).
@@ -35,7 +36,7 @@ over stages, times ``distill_weight`` (1; the paper gives no weight).
 **Evaluation** (:func:`evaluate`): ``1-clip`` = 16 segment centres, shorter side 256, centre
 crop 224 (paper Table 8); ``3x2`` = 3 crops of 256 x 256 x 2 clips (segment centres and
 starts) with the logits averaged over the 6 views (the paper's main table, the authors'
-``--full_res --test_crops=3 --twice_sample``). Top-1 and top-5 in percent, and with
+``--full_res --test_crops=3 --twice_sample``). Top-1 and (above 5 classes) top-5 in percent, and with
 Something-Else boxes the object-centric distance (Appendix F.3) of every DyReg stage.
 """
 from __future__ import annotations
@@ -62,9 +63,9 @@ from data_gen.ssv2 import SomethingSomethingV2, collate_boxes
 
 from .metrics import harmonic_mean, object_centric_sums, region_centers
 from .models import TSM_STAGES, TSMResNet, collect_aux, param_groups, tsm_resnet
-from .runs import (Dist, Settings, all_sum, autocast, check_resume, check_settings, git_commit, init_distributed,
-                   load_checkpoint, prepare_run_dir, process_device, progress_bar, provenance_fields, rounded,
-                   save_checkpoint, set_rng_state, truncate_log)
+from .runs import (AMP_MODES, Dist, Precision, Settings, all_sum, autocast, check_resume, check_settings, git_commit,
+                   init_distributed, load_checkpoint, prepare_run_dir, process_device, progress_bar, provenance_fields,
+                   resolve_amp, rounded, save_checkpoint, set_rng_state, truncate_log)
 
 #: The authors' settings (paper Section 4.1, ``train_model.sh``, ``opts.py``).
 PAPER_RECIPE = dict(depth=50, num_frames=16, crop=224, pretrained=True, graph_stages=("res3", "res4", "res5"),
@@ -118,8 +119,15 @@ class SSv2Config(Settings):
     workers: int = 4
     seed: int = 0
     device: str = "cuda"
-    amp: bool = True
+    amp: str = "auto"  # auto: bf16 on a GPU with it, fp16 + gradient scaler without (T4), fp32 on CPU; bf16|fp16|off
     sync_bn: bool = True  # on CUDA with several processes
+
+    @classmethod
+    def migrate(cls, d: dict) -> dict:
+        """Before ``amp`` named a precision, ``True`` was bf16 on CUDA (``auto`` there) and fp32 on the CPU."""
+        if isinstance(d.get("amp"), bool):
+            d = {**d, "amp": "auto" if d["amp"] else "off"}
+        return d
 
     @property
     def lr(self) -> float:
@@ -142,7 +150,9 @@ def check_config(cfg: SSv2Config, world: int = 1) -> None:
         ("distill_from", set(cfg.distill_from) <= set(cfg.graph_stages), "stages of this model's graphs"),
         ("distill_fraction", 0 <= cfg.distill_fraction <= 1, "in [0, 1]"),
         ("grad_clip", cfg.grad_clip >= 0, "0 (no clipping) or a positive gradient norm"),
+        ("amp", cfg.amp in AMP_MODES, f"one of {AMP_MODES}"),
     ])
+    resolve_amp(cfg.amp, cfg.device)  # fp16 on the CPU, or bf16 on a GPU without it: one clear error
 
 
 # --------------------------------------------------------------------------- parts
@@ -239,7 +249,7 @@ def stage_regions(aux: dict) -> dict[str, tuple[Tensor, int, int]]:
 @torch.no_grad()
 def evaluate(model: TSMResNet, data: SomethingSomethingV2, *, batch_size: int = 8, cfg: SSv2Config | None = None,
              proc: Dist | None = None, workers: int = 0, progress: bool = False) -> dict:
-    """Top-1 and top-5 accuracy (percent) of ``model`` on ``data``, every video once.
+    """Top-1 and (with more than 5 classes) top-5 accuracy (percent) of ``model`` on ``data``, every video once.
 
     ``data.mode == "test"``: the logits of the 6 views (3 crops x 2 clips) are averaged. The
     model is run at ``data.crop`` (:func:`at_size`). With Something-Else boxes in ``data``
@@ -254,7 +264,7 @@ def evaluate(model: TSMResNet, data: SomethingSomethingV2, *, batch_size: int = 
     mine = list(range(proc.rank, len(data), proc.world))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, mine), batch_size=batch_size,
                                          num_workers=workers, collate_fn=collate_boxes)
-    counts, sums = [0.0, 0.0, 0.0, 0.0], {}
+    counts, sums, num_classes = [0.0, 0.0, 0.0, 0.0], {}, net.classifier.out_features
     bar = progress_bar(loader, progress, f"eval {data.mode}")
     for batch in bar:
         frames, labels = batch["frames"].to(device), batch["label"].to(device)
@@ -273,8 +283,10 @@ def evaluate(model: TSMResNet, data: SomethingSomethingV2, *, batch_size: int = 
                 part = object_centric_sums(region_centers(regions, h, w), boxes, data.crop)
                 sums[stage] = [a + float(b) for a, b in zip(sums.get(stage, [0.0] * 4), part)]
     counts = all_sum(counts, proc)
-    out = {"top1": 100 * counts[0] / counts[2], "top5": 100 * counts[1] / counts[2], "loss": counts[3] / counts[2],
-           "videos": int(counts[2]), "views": data.num_views, "crop": data.crop}
+    out = {"top1": 100 * counts[0] / counts[2], "loss": counts[3] / counts[2], "videos": int(counts[2]),
+           "views": data.num_views, "crop": data.crop}
+    if num_classes > 5:  # with 5 classes or fewer every label is among the top 5
+        out["top5"] = 100 * counts[1] / counts[2]
     if sums or (data.annotations is not None and net.graph_stages):
         stages = {}
         for stage in net.graph_stages:
@@ -354,12 +366,14 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
     optimizer = torch.optim.SGD(param_groups(model, cfg.lr, cfg.weight_decay, fc_lr5=cfg.fc_lr5), lr=cfg.lr,
                                 momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
+    precision = Precision(resolve_amp(cfg.amp, cfg.device), device.type)  # fp16 brings a gradient scaler
     state = {"step": 0, "seconds": 0.0, "best_top1": None, "commit": git_commit()}
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         check_resume(SSv2Config.from_dict(ckpt["config"]), cfg, ckpt_path, device=cfg.device, workers=cfg.workers)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        precision.load_state_dict(ckpt.get("scaler"))
         state = ckpt["state"]
         set_rng_state(ckpt["rng"])
         if proc.main:
@@ -402,7 +416,7 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
                 batch = next(batches)
                 frames, labels = batch["frames"].to(device, non_blocking=True), batch["label"].to(device)
                 sync = micro == cfg.accumulate - 1 or proc.world == 1
-                with (contextlib.nullcontext() if sync else net.no_sync()), autocast(cfg.device, cfg.amp):
+                with (contextlib.nullcontext() if sync else net.no_sync()), precision.autocast():
                     with collect_aux(model) as aux:
                         logits = net(frames).float()
                     loss = F.cross_entropy(logits, labels)
@@ -416,12 +430,13 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
                                 teacher_aux[stage] = t_aux
                         distill = distillation_loss(aux, teacher_aux)
                     # every process's share of the global batch counts once in the mean
-                    (((loss + cfg.distill_weight * distill) * len(labels) * proc.world) / cfg.batch_size).backward()
+                    precision.backward(((loss + cfg.distill_weight * distill) * len(labels) * proc.world) / cfg.batch_size)
                 totals = [totals[0] + loss.item() * len(labels), totals[1] + topk_correct(logits, labels, (1,))[0],
                           totals[2] + len(labels), totals[3] + distill.item() * len(labels)]
             if cfg.grad_clip:
+                precision.unscale(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+            precision.step(optimizer)
             totals = all_sum(totals, proc)
             state["step"] = step + 1
             state["seconds"] += time.time() - tic
@@ -434,7 +449,7 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
                 tic = time.time()
                 val = evaluate(model, val_data, cfg=cfg, proc=proc, workers=cfg.workers)
                 state["seconds"] += time.time() - tic
-                record.update({"val_top1": round(val["top1"], 3), "val_top5": round(val["top5"], 3)})
+                record.update({f"val_{k}": round(val[k], 3) for k in ("top1", "top5") if k in val})
                 state["best_top1"] = max(state["best_top1"] or 0.0, val["top1"])
             if proc.main:
                 log.write(json.dumps(record) + "\n")
@@ -442,14 +457,14 @@ def train(cfg: SSv2Config, out_dir, *, resume: bool = False, max_steps: int | No
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", vps=record["videos_per_second"])
                 if time.time() - last_save > 60 * cfg.checkpoint_minutes:
-                    save_checkpoint(ckpt_path, model, optimizer, cfg, state)
+                    save_checkpoint(ckpt_path, model, optimizer, cfg, state, scaler=precision.state_dict())
                     last_save = time.time()
     finally:
         if log is not None:
             log.close()
         bar.close()
     if proc.main:
-        save_checkpoint(ckpt_path, model, optimizer, cfg, state)
+        save_checkpoint(ckpt_path, model, optimizer, cfg, state, scaler=precision.state_dict())
     result = {"steps": state["step"], "total_steps": total, "finished": state["step"] >= total,
               "epochs": round(state["step"] / steps_per_epoch, 4), "train_videos": state["step"] * cfg.batch_size,
               "classes": len(train_data.classes), "processes": proc.world}
@@ -503,7 +518,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="stop (and save) after this many minutes of this call")
     p.add_argument("--workers", type=int, default=4, help="DataLoader processes (decoding) per GPU")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--no-amp", action="store_true", help="fp32 on CUDA (default: bf16 autocast)")
+    p.add_argument("--amp", default="auto", metavar="{auto,bf16,fp16,off}",
+                   help="mixed precision on CUDA: auto (default) is bf16 on a GPU that has it and fp16 with a gradient "
+                   "scaler on one that does not (a T4); off: fp32. The CPU runs in fp32 unless bf16 is asked for")
+    p.add_argument("--no-amp", action="store_true", help="the same as --amp off")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-final-eval", action="store_true", help="skip the two protocols at the end")
     p.add_argument("--no-progress", action="store_true")
@@ -528,7 +546,7 @@ def config_from_args(args) -> SSv2Config:
                       batch_size=args.batch_size, accumulate=args.accumulate, base_lr=args.base_lr, grad_clip=args.grad_clip,
                       distill_from=distill, distill_fraction=args.distill_fraction, distill_weight=args.distill_weight,
                       eval_every_epochs=args.eval_every_epochs, workers=args.workers, seed=args.seed,
-                      device=args.device, amp=not args.no_amp)
+                      device=args.device, amp="off" if args.no_amp else args.amp)
 
 
 def main(argv=None) -> int:

@@ -78,3 +78,16 @@ def test_the_ladder_runs_the_papers_model_on_each_rung():
     with pytest.raises(ValueError, match="rung must be one of"):
         ladder.rung_config("harder", "dyreg")
     assert json.loads((ladder.LADDER_DIR / "ladder.json").read_text()) == ladder.ladder_json()
+
+
+def test_a_finished_rung_run_saved_with_an_older_config_counts_as_done(tmp_path, monkeypatch):
+    """A result whose config was saved with ``amp: true`` (before amp named a precision) is the same run: the
+    ladder returns it instead of training it again (deadline 0: it would return None)."""
+    saved = {"val_accuracy": 96.3, "config": {**ladder.rung_config("where", "dyreg").to_dict(), "amp": True}}
+    (tmp_path / "where").mkdir()
+    (tmp_path / "where" / "dyreg.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(ladder, "LADDER_DIR", tmp_path)
+    assert ladder.run_one("where", "dyreg", seed=0, runs_root=tmp_path, deadline=0.0, progress=False) == saved
+    saved["config"]["lr"] = 0.5  # another setting is another run
+    (tmp_path / "where" / "dyreg.json").write_text(json.dumps(saved))
+    assert ladder.run_one("where", "dyreg", seed=0, runs_root=tmp_path, deadline=0.0, progress=False) is None

@@ -95,6 +95,8 @@ def test_learning_rate_schedule():
         (["--variant", "pos_only", "--block", "fixed_size=abc"], "--block fixed_size wants float or None or int, got 'abc'"),
         (["--variant", "dyreg", "--digit-steps", "0"], "digit_steps must be a positive int of pretraining steps, got 0"),
         (["--variant", "dyreg", "--grad-clip", "-1"], "grad_clip must be 0 (no clipping) or a positive gradient norm, got -1.0"),
+        (["--variant", "dyreg", "--amp", "fp16"], "amp 'fp16' is for CUDA GPUs; on the CPU a run is fp32"),
+        (["--variant", "dyreg", "--amp", "half"], "amp must be one of ('auto', 'bf16', 'fp16', 'off'), got 'half'"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -267,3 +269,35 @@ def test_a_file_that_is_not_a_trained_checkpoint_gets_one_clear_error(loader, ki
         raise AssertionError(f"{loader} accepted {kind}")
     named = "resumed/checkpoint.pt" if loader == "--resume" else path.name  # the file the loader was given
     assert named in message and "expected" in message, message
+
+
+def test_fp16_with_a_gradient_scaler_learns_and_resumes_exactly(tmp_path, monkeypatch):
+    """The T4's path (fp16 autocast, a gradient scaler whose state is checkpointed), run on the CPU: the trainer
+    is told that ``amp`` means fp16 here (on a real CPU run it is an error, and ``auto`` is fp32)."""
+    monkeypatch.setattr(train, "resolve_amp", lambda amp, device, bf16=None: "fp16")
+    cfg = tiny("dyreg", dropout=0.5, train_videos=16)
+    train.train(cfg, tmp_path / "straight", max_steps=6, progress=False)
+    train.train(cfg, tmp_path / "split", max_steps=3, progress=False)
+    scaler = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["scaler"]
+    assert scaler["scale"] > 0 and scaler["_growth_tracker"] == 3  # three steps without an overflow
+    train.train(cfg, tmp_path / "split", max_steps=6, resume=True, progress=False)
+    assert losses(tmp_path / "split") == losses(tmp_path / "straight")
+    assert losses(tmp_path / "straight")[-1] < losses(tmp_path / "straight")[0] - 0.2
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["scaler"]["_growth_tracker"] == 6
+
+
+def test_configs_saved_with_a_bool_amp_read_as_auto_or_off():
+    old = config("dyreg", "mini").to_dict()
+    assert train.TrainConfig.from_dict({**old, "amp": True}).amp == "auto"
+    assert train.TrainConfig.from_dict({**old, "amp": False}).amp == "off"
+    assert config("dyreg", "mini").amp == "auto"
+
+
+def test_the_cli_trains_a_rung_of_the_ladder():
+    """``--task where --padding circular --full-curve`` is the ladder's where rung (chapter 6's GPU cell)."""
+    from dyreg_edu.ladder import rung_config
+
+    for variant in ("dyreg", "resnet18"):
+        argv = ["--variant", variant, "--task", "where", "--padding", "circular", "--full-curve", "--out", "x"]
+        args = train.parser().parse_args(argv)
+        assert config(args.variant, args.scale, args.recipe, **train.overrides_from_args(args)) == rung_config("where", variant)

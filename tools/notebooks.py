@@ -58,6 +58,8 @@ _F_STRING = re.compile(r"""\b[rRbB]?[fF][rRbB]?(?:(?P<q>"{3}|'{3}).*?(?P=q)|"[^"
 COLAB_URL = "https://colab.research.google.com"
 BADGE_IMG = f"{COLAB_URL}/assets/colab-badge.svg"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+#: The package extras (pyproject.toml) that a chapter's Colab setup installs beyond the package itself.
+SETUP_EXTRAS = {"09_something_something": ("video",)}  # PyAV, to decode the webm clips
 
 
 # ---------------------------------------------------------------------------
@@ -132,8 +134,11 @@ def badge_source(path: Path, root: Path = REPO_ROOT) -> str:
     return f'<a href="{colab_link(path, root)}" target="_parent"><img src="{BADGE_IMG}" alt="Open In Colab"/></a>'
 
 
-def setup_source(root: Path = REPO_ROOT) -> str:
+def setup_source(root: Path = REPO_ROOT, path: Path | None = None) -> str:
+    """The setup cell of the chapter at ``path``: it installs the package with the chapter's extras (SETUP_EXTRAS)."""
     url, branch = repository(root)
+    extras = SETUP_EXTRAS.get(Path(path).stem, ()) if path is not None else ()
+    target = f'CLONE + "[{",".join(extras)}]"' if extras else "CLONE"
     return (
         "# Setup. In Google Colab this clones the book's repository (the library, the trained\n"
         "# checkpoints and the result files that chapters load) and installs its packages;\n"
@@ -146,7 +151,7 @@ def setup_source(root: Path = REPO_ROOT) -> str:
         'if "google.colab" in sys.modules:\n'
         "    if not os.path.isdir(CLONE):\n"
         f'        subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "{branch}", REPOSITORY, CLONE], check=True)\n'
-        '        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", CLONE], check=True)\n'
+        f'        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", {target}], check=True)\n'
         "    sys.path.insert(0, CLONE)\n"
         '    os.chdir(os.path.join(CLONE, "book"))'
     )
@@ -184,7 +189,7 @@ def sync_notebook(nb, path: Path, root: Path = REPO_ROOT):
     old_setup = next((c for c in nb.cells if SETUP_TAG in _tags(c)), None)
     badge = nbformat.v4.new_markdown_cell(badge_source(path, root), id=BADGE_TAG,
                                           metadata={"tags": [BADGE_TAG, "remove-cell"]})
-    setup = nbformat.v4.new_code_cell(setup_source(root), id=SETUP_TAG,
+    setup = nbformat.v4.new_code_cell(setup_source(root, path), id=SETUP_TAG,
                                       metadata={"tags": [SETUP_TAG]})
     rest = [c for c in nb.cells if not _owned(c)]
     head = [rest.pop(0)] if rest and _is_title(rest[0]) else []
@@ -264,7 +269,7 @@ def check_notebook(path: Path, root: Path = REPO_ROOT) -> list[str]:
         problems.append(f"{name}: the Colab badge does not match _config.yml repository.url (run sync-colab)")
     if len(cells) < 2 or cells[1].cell_type != "code" or SETUP_TAG not in _tags(cells[1]):
         problems.append(f"{name}: the cell after the badge must be the Colab setup cell (run: python tools/notebooks.py sync-colab)")
-    elif cells[1].source != setup_source(root):
+    elif cells[1].source != setup_source(root, path):
         problems.append(f"{name}: the Colab setup cell does not match _config.yml repository.url (run sync-colab)")
 
     kernel = nb.metadata.get("kernelspec", {}).get("name")
