@@ -223,7 +223,7 @@ def test_project7_part_c_trained_regions(where):
                 assert regions[..., 2:].mean().item() > 2 * 16                # half-extent several frame widths
 
 
-    """What a run is, as the record of the research runs says it (the paper's model, or its switches outside)."""
+# --------------------------------------------------------------------------- Project 6's numbers and runs
 
 
 def _result(path: str) -> dict:
@@ -231,7 +231,7 @@ def _result(path: str) -> dict:
 
 
 def _what(result: dict) -> str:
-    """What a run is, as the record of the research runs says it (the paper's model, or its switches outside it)."""
+    """What a run is, as the record of the research runs says (the paper's model, or its switches outside it)."""
     from tools.research_index import what_it_is
 
     return what_it_is(result)
