@@ -121,7 +121,7 @@ def epoch_time(cfg, device_name: str | None = None, *, results_dir=RESULTS_DIR) 
     - ``"measured"``: a run of this setting measured the rate on this GPU;
     - ``"estimate"``: measured on another GPU, scaled by the two tensor FLOP rates (:data:`GPU_TFLOPS`);
     - ``"none"``: no GPU run of this setting, or a GPU that the table does not know, or a CPU (the text then
-      gives a CPU run's measured rate, if any).
+      gives the measured GPU rate and a CPU run's, where there are).
     """
     device = device_name or describe_device()
     base = {"device": device, "kind": "none", "videos_per_second": None, "seconds_per_epoch": None, "run_seconds": None}
@@ -130,7 +130,10 @@ def epoch_time(cfg, device_name: str | None = None, *, results_dir=RESULTS_DIR) 
         cpu = measured_rate(cfg, gpu=False, results_dir=results_dir)
         where = (f" A run on {cpu['device']} trained {cpu['videos_per_second']:.0f} videos/s: "
                  f"{durations(cfg, cpu['videos_per_second'])}." if cpu else "")
-        return {**base, "text": f"No GPU here ({device}): no estimate for a GPU run of {name}.{where}"}
+        gpu = measured_rate(cfg, results_dir=results_dir)
+        there = (f" Measured on {gpu['device']}: {gpu['videos_per_second']:.0f} videos/s, "
+                 f"{durations(cfg, gpu['videos_per_second'])}." if gpu else "")
+        return {**base, "text": f"No GPU here ({device}).{there or ' No GPU run of ' + name + ' has been measured yet.'}{where}"}
     measured = measured_rate(cfg, results_dir=results_dir)
     tflops = gpu_tflops(device)
     if measured is None:

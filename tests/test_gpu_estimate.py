@@ -60,6 +60,9 @@ def test_no_measurement_no_known_gpu_or_a_cpu_is_said_plainly(results):
     assert out["kind"] == "none" and "not in the table" in out["text"]
     out = gpu_estimate.epoch_time(where, "CPU: AMD EPYC (2 cores)", results_dir=results)
     assert out["kind"] == "none" and out["text"].startswith("No GPU here") and "45 videos/s" in out["text"]
+    assert "No GPU run of dyreg on the where task" in out["text"]
+    out = gpu_estimate.epoch_time(config("dyreg", "paper"), "CPU: AMD EPYC (2 cores)", results_dir=results)
+    assert out["kind"] == "none" and "Measured on NVIDIA H100 80GB HBM3: 1000 videos/s, 10 min an epoch" in out["text"]
 
 
 def test_expected_accuracy_gathers_the_finished_runs_of_the_setting_every_seed(results):
