@@ -153,7 +153,13 @@ def setup_source(root: Path = REPO_ROOT, path: Path | None = None) -> str:
         f'        subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "{branch}", REPOSITORY, CLONE], check=True)\n'
         f'        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", {target}], check=True)\n'
         "    sys.path.insert(0, CLONE)\n"
-        '    os.chdir(os.path.join(CLONE, "book"))'
+        '    os.chdir(os.path.join(CLONE, "book"))\n'
+        "\n"
+        "import torch  # where this chapter's tensors will live: a GPU when the runtime has one\n"
+        "\n"
+        'DEVICE = "cuda" if torch.cuda.is_available() else "cpu"\n'
+        'print(f"torch {torch.__version__}, device: "\n'
+        '      + (f"cuda ({torch.cuda.get_device_name()})" if DEVICE == "cuda" else "cpu (no GPU; in Colab: Runtime > Change runtime type)"))'
     )
 
 
