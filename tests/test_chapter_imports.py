@@ -62,7 +62,8 @@ def link_distributions(names, folder: Path) -> None:
 
 
 def chapter_imports() -> list[str]:
-    """Every import statement (absolute) of the chapters' code cells, as source, in order, without repeats."""
+    """Every import statement (absolute) of the chapters' code cells, as source, in order, without repeats;
+    not those under ``if "google.colab" in sys.modules:`` (Colab's own package, absent everywhere else)."""
     statements = []
     for path in sorted((REPO / "book").glob("*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
@@ -70,7 +71,11 @@ def chapter_imports() -> list[str]:
                 continue
             source = "".join(cell["source"])
             lines = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
-            for node in ast.walk(ast.parse(lines)):
+            tree = ast.parse(lines)
+            for node in list(ast.walk(tree)):
+                if isinstance(node, ast.If) and "google.colab" in ast.unparse(node.test):
+                    node.body = [ast.Pass()]  # what runs only inside Colab (mounting Drive) is not importable elsewhere
+            for node in ast.walk(tree):
                 if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0):
                     statement = ast.unparse(node)
                     if statement not in statements:

@@ -278,12 +278,17 @@ def test_fp16_with_a_gradient_scaler_learns_and_resumes_exactly(tmp_path, monkey
     cfg = tiny("dyreg", dropout=0.5, train_videos=16)
     train.train(cfg, tmp_path / "straight", max_steps=6, progress=False)
     train.train(cfg, tmp_path / "split", max_steps=3, progress=False)
-    scaler = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["scaler"]
-    assert scaler["scale"] > 0 and scaler["_growth_tracker"] == 3  # three steps without an overflow
+    def scaler(run):
+        return torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["scaler"]
+
+    # (whether fp16 overflows at the first steps, at the scaler's initial 65536, depends on the CPU's kernels)
+    state = scaler("split")
+    assert 0 < state["scale"] <= 65536 and 0 <= state["_growth_tracker"] <= 3
+    assert (state["scale"], state["_growth_tracker"]) != (65536.0, 0)  # it has stepped: grown its tracker or halved
     train.train(cfg, tmp_path / "split", max_steps=6, resume=True, progress=False)
     assert losses(tmp_path / "split") == losses(tmp_path / "straight")
     assert losses(tmp_path / "straight")[-1] < losses(tmp_path / "straight")[0] - 0.2
-    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["scaler"]["_growth_tracker"] == 6
+    assert scaler("split") == scaler("straight")  # the scaler's state went through the checkpoint
 
 
 def test_configs_saved_with_a_bool_amp_read_as_auto_or_off():
