@@ -304,3 +304,15 @@ def test_project6_no_committed_run_of_the_papers_model_has_dyreg_ahead_of_fixed(
                                                                                  fixed["val_accuracy"])
             pairs += 1
     assert pairs >= 5, pairs
+
+
+def test_the_colab_gpu_estimate_quoted_is_what_gpu_estimate_gives():
+    """The syllabus's T4 figures for the paper scale are chapter 6's cell's estimate, rounded as quoted."""
+    from dyreg_edu import gpu_estimate
+    from dyreg_edu.train import config
+
+    estimate = gpu_estimate.epoch_time(config("dyreg", "paper"), "Tesla T4")
+    text = " ".join(SYLLABUS.read_text(encoding="utf-8").split())
+    assert estimate["kind"] == "estimate"
+    epoch_hours, run_hours = round(estimate["seconds_per_epoch"] / 3600), round(estimate["run_seconds"] / 3600, -1)
+    assert f"about {epoch_hours:.0f} hours an epoch and {run_hours:.0f} hours" in text, (epoch_hours, run_hours)
