@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ SKETCH_OUT = REPO / "dyreg_edu/fixtures/synthetic_block_small_grads.pt"
 #: The authors' commit the golden files were recorded from, and the one of the files read here.
 FIXTURES_COMMIT = "2c47704"
 DEFAULT_CODE_COMMIT = "f9686e2d75e25dd89002213889c1e978ceae1788"
+#: The files of the authors' code that run (their hashes are recorded; opts.py may be a shim).
+AUTHORS_FILES = ("ops/dyreg.py", "ops/rstg.py", "ops/models_utils.py", "opts.py")
 #: The Lite generator's fixed sinusoidal position map in the authors' state dict.
 POSITIONS = "dynamic_graph.glore.pos_emb_buf"
 
@@ -200,6 +203,8 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "dtype": "float64",
         "authors_code_commit": args.authors_commit,
+        "authors_code_sha256": {f: hashlib.sha256((args.authors_code / f).read_bytes()).hexdigest()
+                                for f in AUTHORS_FILES if (args.authors_code / f).is_file()},
         "golden_files_commit": FIXTURES_COMMIT,
         "loss": f"(output * w).sum(), w standard normal from torch.Generator seed {args.seed}",
         "difference": ("largest |ours - theirs| over each gradient; relative: divided by the largest |theirs| of that "
