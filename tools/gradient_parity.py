@@ -195,7 +195,7 @@ def main(argv=None) -> int:
                         "columns": SKETCH_COLUMNS, "loss": row["loss"]["theirs"],
                         "sketches": sketch(theirs, SKETCH_SEED, SKETCH_COLUMNS),
                         "norms": {k: g.norm().item() for k, g in theirs.items()},
-                        "authors_commit": args.authors_commit, "torch": torch.__version__}, SKETCH_OUT)
+                        "authors_commit": args.authors_commit, "torch": str(torch.__version__)}, SKETCH_OUT)
             print(f"wrote {SKETCH_OUT.relative_to(REPO)} ({SKETCH_OUT.stat().st_size} bytes)")
     command = "python tools/gradient_parity.py " + " ".join(sys.argv[1:] if argv is None else argv)
     record = {
