@@ -36,6 +36,7 @@ from .official_block import (  # noqa: F401  (re-exported: the block-level names
     block_kwargs,
     block_to_official,
     convert_state_dict,
+    official_names,
 )
 
 # --------------------------------------------------------------------------- whole TSM-ResNet-50 models

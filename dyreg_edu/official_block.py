@@ -241,18 +241,27 @@ def _inverse(theirs: str, transform: Callable[[Tensor], Tensor]) -> Callable[[Te
     return transform  # _same and _reorder_offsets are their own inverses
 
 
-def block_to_official(block) -> dict[str, Tensor]:
-    """Our :class:`~dyreg_edu.dyreg.DyRegBlock`'s parameters under the authors' names and shapes,
-    with the buffers their module also saves (anchors, pixel positions): the inverse of
-    :func:`convert_state_dict` (for tests and for a stand-in of their checkpoint)."""
+def official_names(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Tensors named as our block's parameters (its state dict, or their gradients) under the
+    authors' names and shapes: the inverse of :func:`convert_state_dict`, entry by entry. A gradient
+    re-indexes exactly as its parameter does, so ``official_names({n: p.grad ...})`` is the
+    authors' module's gradients for the same parameters."""
     out: dict[str, Tensor] = {}
-    for name, value in block.state_dict().items():
+    for name, value in tensors.items():
         for theirs, ours, transform in NAME_MAP:
             if name.startswith(ours):
                 out[theirs + name[len(ours):]] = _inverse(theirs, transform)(value.detach().clone())
                 break
         else:
             raise KeyError(f"our entry {name!r} has no name in the authors' module")
+    return out
+
+
+def block_to_official(block) -> dict[str, Tensor]:
+    """Our :class:`~dyreg_edu.dyreg.DyRegBlock`'s parameters under the authors' names and shapes,
+    with the buffers their module also saves (anchors, pixel positions): the inverse of
+    :func:`convert_state_dict` (for tests and for a stand-in of their checkpoint)."""
+    out = official_names(block.state_dict())
     generated = block.properties.kernels == "regions"
     anchors = (None if not generated else block.full_anchors if block.full_res else block.region_generator.anchors)
     if anchors is not None:

@@ -114,9 +114,24 @@ def block_rows(repo: Path) -> list[Row]:
         Row("DyReg block = the authors' module, forward", forward,
             "reproduced" if diffs and max(diffs.values()) < 1e-4 else "not yet",
             [("chapter 4", "book/04_dyreg_block.ipynb"), ("test", "tests/test_fixtures_official.py")]),
-        Row("DyReg block = the authors' module, gradients", "not compared: the golden files hold none (our kernels pass `gradcheck`)",
-            "not yet", [("test", "tests/test_kernels.py")]),
+        gradient_row(repo),
     ]
+
+
+def gradient_row(repo: Path) -> Row:
+    """Our block's backward against the authors' module's (``tools/gradient_parity.py``)."""
+    path = repo / "results/fidelity/gradients.json"
+    what = "DyReg block = the authors' module, gradients"
+    if not path.exists():
+        return Row(what, "not compared (run tools/gradient_parity.py with the authors' code)", "not yet",
+                   [("test", "tests/test_kernels.py")])
+    result = load(path)
+    fixtures = result["fixtures"]
+    largest = result["max_rel_difference"]
+    measured = (f"largest gradient difference {result['max_abs_difference']:.1e} ({largest:.1e} relative), "
+                f"{result['dtype']}, over every parameter and the input, {len(fixtures)} golden files")
+    return Row(what, measured, "reproduced" if largest < 1e-10 else "not yet",
+               [("test", "tests/test_gradients_official.py"), ("results", "results/fidelity/gradients.json")])
 
 
 @functools.lru_cache(maxsize=1)
