@@ -1,6 +1,7 @@
 """What a MultiSyncMNIST run measures: accuracy and loss, the same on *still* videos (nothing moves), and
 for models with regions the object-centric distance of Appendix F.3 and the regions' spread and size; the
-BatchNorm statistics recomputed before measuring; a run's result file.
+BatchNorm statistics recomputed before measuring; the trainer's validation record and how open the graph's
+branch is; a run's result file.
 
 ``cfg`` is a :class:`dyreg_edu.train.TrainConfig` (its autocast and experiments).
 """
@@ -85,3 +86,22 @@ def make_result(cfg, model, val_data, state: dict, command: str, log_path=None) 
         "still_val_accuracy": round(evaluate(model, val_data, cfg=cfg, still=True)["val_accuracy"], 4),
     }
     return {**result, **result_provenance(cfg, state, command, cfg.device)}
+
+
+def validation(model: SyncMNISTModel, train_data, val_data, cfg, recompute: bool = True) -> dict:
+    """A validation record: :func:`evaluate` after recomputing BatchNorm, with ``full_curve`` on still videos too."""
+    if recompute:
+        recompute_batchnorm(model, train_data, cfg, cfg.bn_batches)
+    record = rounded(evaluate(model, val_data, cfg=cfg))
+    if cfg.full_curve:
+        record["still_val_accuracy"] = round(evaluate(model, val_data, cfg=cfg, still=True)["val_accuracy"], 4)
+    return record
+
+
+def gammas(model: SyncMNISTModel) -> dict:
+    """How open the graph's branch is, for the log: the mean absolute residual scale and regions' gamma."""
+    graph = model.graph
+    scales = {"residual": graph.residual_norm.scale} if graph is not None else {}
+    if graph is not None and graph.properties.kernels == "regions":
+        scales["regions"] = graph.region_generator.gamma
+    return {f"gamma/{name}": scale.detach().abs().mean() for name, scale in scales.items()}

@@ -38,7 +38,7 @@ from . import experiments, mini
 from .feature_cache import FeatureCache
 from .inputs import as_input, build_data, data_checks, model_inputs, model_kwargs  # noqa: F401  (for the chapters)
 from .files import check_keys
-from .evaluation import evaluate, make_result, recompute_batchnorm  # noqa: F401  (evaluate: for the chapters)
+from .evaluation import evaluate, gammas, make_result, recompute_batchnorm, validation  # noqa: F401  (evaluate: chapters)
 from .models import MINI_BACKBONE, PAPER_BACKBONE, SyncMNISTModel
 from .dyreg import DyRegBlock
 from .runs import (AMP_MODES, Precision, Settings, StepLog, check_settings, compile_model, git_commit,
@@ -354,25 +354,6 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     if proc.world > 1:
         torch.distributed.barrier()
     return result
-
-
-def validation(model: SyncMNISTModel, train_data, val_data, cfg: TrainConfig, recompute: bool = True) -> dict:
-    """A validation record: :func:`evaluate` after recomputing BatchNorm, with ``full_curve`` on still videos too."""
-    if recompute:
-        recompute_batchnorm(model, train_data, cfg, cfg.bn_batches)
-    record = rounded(evaluate(model, val_data, cfg=cfg))
-    if cfg.full_curve:
-        record["still_val_accuracy"] = round(evaluate(model, val_data, cfg=cfg, still=True)["val_accuracy"], 4)
-    return record
-
-
-def gammas(model: SyncMNISTModel) -> dict:
-    """How open the graph's branch is, for the log: the mean absolute residual scale and regions' gamma."""
-    graph = model.graph
-    scales = {"residual": graph.residual_norm.scale} if graph is not None else {}
-    if graph is not None and graph.properties.kernels == "regions":
-        scales["regions"] = graph.region_generator.gamma
-    return {f"gamma/{name}": scale.detach().abs().mean() for name, scale in scales.items()}
 
 
 def python_command(cfg: TrainConfig) -> str:

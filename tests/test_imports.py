@@ -81,3 +81,8 @@ def test_the_walk_sees_a_cycle(tmp_path, monkeypatch):
         assert "dyreg_edu.a -> dyreg_edu.b -> dyreg_edu.a" in str(error)
     else:
         raise AssertionError("the cycle a -> b -> a was not found")
+
+
+def test_the_trainer_reads_top_to_bottom_in_at_most_450_lines():
+    """Issue 33: the config, the presets, the loop, evaluation and the CLI; run plumbing lives in runs.py."""
+    assert len((REPO / "dyreg_edu" / "train.py").read_text().splitlines()) <= 450
