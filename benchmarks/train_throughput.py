@@ -92,9 +92,10 @@ def measure(variant: str, scale: str, device: str, batch: int, steps: int, compi
             "achieved_tflops": round(3 * 2 * macs / seconds / 1e12, 3)}
 
 
-def mini_speedup(steps: int, slices: int, compile_: bool) -> dict:
+def mini_speedup(steps: int, slices: int, compile_: bool, cache: bool = True) -> dict:
     """Trainer videos/s of the mini DyReg today (the backbone on every video) and on the fast path (its map read
-    from the feature cache; with ``compile_``, the model compiled too), in alternating slices of steps. A rate
+    from the feature cache; with ``compile_``, the model compiled too; without ``cache``, compiled only: what a
+    run of one epoch, where no video comes twice, can use), in alternating slices of steps. A rate
     is the median of the steps' own rates in the log (each slice's first steps left out: a resumed call
     rebuilds the model and, compiled, compiles it again); the one-off costs are reported apart."""
     import statistics
@@ -104,11 +105,12 @@ def mini_speedup(steps: int, slices: int, compile_: bool) -> dict:
     from dyreg_edu.runs import read_log
 
     base = config("dyreg", "mini", train_videos=8192, val_videos=32, epochs=100, eval_every=10**9, checkpoint_minutes=10**9)
-    fast = dataclasses.replace(base, feature_cache=True, compile=compile_, log_every=10)  # a record a step, written in tens
+    fast = dataclasses.replace(base, feature_cache=cache, compile=compile_, log_every=10)  # a record a step, written in tens
     root = tempfile.mkdtemp()
     os.environ.setdefault("DYREG_CACHE", os.path.join(root, "cache"))
     tic = time.perf_counter()
-    train.FeatureCache(*_backbone_and_data(base), fast, progress=False)  # built once, timed apart
+    if cache:
+        train.FeatureCache(*_backbone_and_data(base), fast, progress=False)  # built once, timed apart
     build_seconds = time.perf_counter() - tic
     warm = 3  # each slice's first steps (model rebuilt, compiled)
     rates, calls = {"today": [], "fast": []}, {"today": 0.0, "fast": 0.0}
@@ -124,7 +126,7 @@ def mini_speedup(steps: int, slices: int, compile_: bool) -> dict:
     median = {name: statistics.median(values) for name, values in rates.items()}
     videos = steps * base.batch_size
     return {"steps": steps, "slices": slices, "batch": base.batch_size, "train_videos": base.train_videos,
-            "compile": compile_, "cache_build_seconds": round(build_seconds, 1),
+            "compile": compile_, "feature_cache": cache, "cache_build_seconds": round(build_seconds, 1) if cache else None,
             "today_videos_per_second": round(median["today"], 1), "fast_videos_per_second": round(median["fast"], 1),
             "today_calls_videos_per_second": round(videos / calls["today"], 1),
             "fast_calls_videos_per_second": round(videos / calls["fast"], 1),
@@ -151,14 +153,18 @@ def main(argv=None) -> int:
     p.add_argument("--mini-speedup", action="store_true", help="today's mini path against the fast one (the trainer)")
     p.add_argument("--slices", type=int, default=4, help="--mini-speedup: alternating slices of the steps")
     p.add_argument("--no-compile", action="store_true", help="--mini-speedup: the fast path without torch.compile")
+    p.add_argument("--no-cache", action="store_true",
+                   help="--mini-speedup: the fast path without the feature cache (compiled only: a one-epoch run)")
     args = p.parse_args(argv)
     if args.mini_speedup:
         tic = time.time()
-        row = mini_speedup(args.steps if args.steps != 5 else 120, args.slices, not args.no_compile)
+        if args.no_compile and args.no_cache:
+            p.error("--no-compile and --no-cache together leave nothing to compare")
+        row = mini_speedup(args.steps if args.steps != 5 else 120, args.slices, not args.no_compile, not args.no_cache)
         print(f"today's mini path {row['today_videos_per_second']:8.1f} videos/s   fast path "
               f"{row['fast_videos_per_second']:8.1f} videos/s   (steady steps; whole calls with their set-up and "
-              f"compilation {row['today_calls_videos_per_second']:.1f} and {row['fast_calls_videos_per_second']:.1f}; "
-              f"cache built once in {row['cache_build_seconds']:.0f} s)")
+              f"compilation {row['today_calls_videos_per_second']:.1f} and {row['fast_calls_videos_per_second']:.1f}"
+              + (f"; cache built once in {row['cache_build_seconds']:.0f} s)" if row["feature_cache"] else "; no cache)"))
         write_record(args, argv, {"mode": "mini-speedup", **row}, tic)
         print(f"speedup: {row['speedup']:.2f}")
         return 0
