@@ -3,7 +3,7 @@ paper's own (issue 16): each rung trained with the paper's model (DyReg with the
 no boxes, no research switch) beside Fixed and the plain model.
 
     python -m dyreg_edu.ladder --rung where                     # train / resume every variant of a rung
-    python -m dyreg_edu.ladder --rung sync2 --variant dyreg --seed 1 --max-minutes 60
+    python -m dyreg_edu.ladder --rung sync2 --variant dyreg --seed 1 --max-minutes 60 --compile   # 1.5x on a CPU
     python -m dyreg_edu.ladder --write                          # results/multisync/ladder/ladder.json
 
 A rung is a task of ``data_gen.multisync.TASKS`` and the trainer's settings around it (:data:`RUNGS`). Every
@@ -119,26 +119,33 @@ def milestones(log: list[dict], ceiling: float, val_videos: int) -> dict:
             "final": final, "steps": rows[-1]["step"]}
 
 
+def same_run(saved: TrainConfig, cfg: TrainConfig) -> bool:
+    """Whether a saved config is the run ``cfg`` describes (older configs migrated), whatever device and
+    compilation it ran with."""
+    return dataclasses.replace(saved, device=cfg.device, compile=cfg.compile) == cfg
+
+
 def result_name(variant: str, seed: int) -> str:
     return variant if seed == 0 else f"{variant}_seed{seed}"
 
 
 def run_one(rung: str, variant: str, *, seed: int, runs_root: Path, deadline: float, progress: bool,
-            device: str = "cpu") -> dict | None:
+            device: str = "cpu", compile_model: bool = False) -> dict | None:
     """Train (or resume) one run until it finishes or the deadline; its result when finished. A run that has no
     checkpoint in ``runs_root`` resumes from its committed state (``states/ladder/<rung>/<name>/``, left by an
-    earlier session or a GPU window), and an unfinished one is saved there for the next."""
+    earlier session or a GPU window), and an unfinished one is saved there for the next. ``device`` and
+    ``compile_model`` say how this call runs, not what the run is: either may change between calls."""
     name = result_name(variant, seed)
     target = LADDER_DIR / rung / f"{name}.json"
     cfg = rung_config(rung, variant, seed)
-    if target.exists() and TrainConfig.from_dict(json.loads(target.read_text())["config"]) == cfg:  # older configs migrated
+    if target.exists() and same_run(TrainConfig.from_dict(json.loads(target.read_text())["config"]), cfg):
         return json.loads(target.read_text())
     minutes = (deadline - time.time()) / 60
     if minutes < 0.5:
         return None
     out, state = runs_root / rung / name, STATES_DIR / rung / name
     restore_state(state, out)
-    cfg = dataclasses.replace(cfg, device=device)
+    cfg = dataclasses.replace(cfg, device=device, compile=compile_model)
     shown = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
     command = (f"python -m dyreg_edu.ladder --rung {rung} --variant {variant} --seed {seed} "
                f"(dyreg_edu.train into {shlex.quote(str(shown))})")
@@ -197,6 +204,9 @@ def main(argv=None) -> int:
     p.add_argument("--write", action="store_true", help="only write results/multisync/ladder/ladder.json")
     p.add_argument("--rescore", action="store_true", help="score the committed checkpoints of the rungs again")
     p.add_argument("--videos", type=int, help="--rescore: on the first this many validation videos")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (1.48x the steps a second for the mini DyReg on this CPU, "
+                   "results/benchmarks/mini_speedup_compile_only_cpu.json; a minute or two to compile at each call)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -218,7 +228,7 @@ def main(argv=None) -> int:
             rung_settings(rung)
             for variant in variants:
                 result = run_one(rung, variant, seed=args.seed, runs_root=args.runs, deadline=deadline,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, compile_model=args.compile)
                 print(f"{rung} {result_name(variant, args.seed)}: "
                       + (f"{result['val_accuracy']:.2f}% (still videos {result['still_val_accuracy']:.2f}%)"
                          if result else "unfinished"), flush=True)

@@ -289,7 +289,8 @@ def train(cfg: TrainConfig, out_dir, *, resume: bool = False, max_steps: int | N
     optimizer = make_optimizer(cfg, model)
     precision = Precision(resolve_amp(cfg.amp, cfg.device), device.type)  # fp16 brings a gradient scaler
     state = {"step": 0, "seconds": 0.0, "best_val_accuracy": None, "commit": git_commit()}  # the code that trains
-    state = restore(out_dir, cfg, model, optimizer, state, resume=resume, proc=proc, precision=precision, device=cfg.device)
+    state = restore(out_dir, cfg, model, optimizer, state, resume=resume, proc=proc, precision=precision,
+                    device=cfg.device, compile=cfg.compile)  # how it runs may change between calls, not what it computes
     net = compile_model(model) if cfg.compile else model
     if proc.world > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)

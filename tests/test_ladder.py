@@ -1,5 +1,6 @@
 """The ladder of tasks: the trainer's ``task`` presets, circular padding, the whole curve, the rungs."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 from dyreg_edu import ladder, mini, train
 from dyreg_edu.models import SyncMNISTModel
+from dyreg_edu.runs import read_log
 
 from test_train import tiny
 
@@ -91,3 +93,25 @@ def test_a_finished_rung_run_saved_with_an_older_config_counts_as_done(tmp_path,
     saved["config"]["lr"] = 0.5  # another setting is another run
     (tmp_path / "where" / "dyreg.json").write_text(json.dumps(saved))
     assert ladder.run_one("where", "dyreg", seed=0, runs_root=tmp_path, deadline=0.0, progress=False) is None
+
+
+def test_how_a_run_ran_is_not_what_it_is():
+    """A result trained compiled, or on a GPU, is the rung's run all the same; another setting is not."""
+    cfg = ladder.rung_config("sync2", "dyreg")
+    assert ladder.same_run(dataclasses.replace(cfg, compile=True, device="cuda"), cfg)
+    assert not ladder.same_run(dataclasses.replace(cfg, compile=True, lr=0.5), cfg)
+
+
+def test_a_run_resumes_compiled_or_not(tmp_path, monkeypatch):
+    """``compile`` may change between calls of one run (the ladder's --compile), unlike its settings: the
+    resumed run's losses equal an uninterrupted one's (compilation itself is left out here: it changes how
+    the steps run, and a CPU compile takes a minute)."""
+    monkeypatch.setattr(train, "compile_model", lambda model: model)
+    cfg = tiny("dyreg")
+    train.train(cfg, tmp_path / "straight", max_steps=4, progress=False)
+    train.train(cfg, tmp_path / "split", max_steps=2, progress=False)
+    train.train(dataclasses.replace(cfg, compile=True), tmp_path / "split", max_steps=4, resume=True, progress=False)
+    read = lambda run: [r["loss"] for r in read_log(tmp_path / run / "log.jsonl") if "loss" in r]
+    assert read("split") == read("straight")
+    with pytest.raises(ValueError, match="lr differ"):
+        train.train(dataclasses.replace(cfg, lr=0.5), tmp_path / "split", max_steps=6, resume=True, progress=False)
