@@ -105,17 +105,23 @@ def blind_ceiling(rung: str, videos: int = 20_000) -> float:
     return motion_blind_ceiling(*digits_and_labels("train"), *digits_and_labels("val"))
 
 
-def milestones(log: list[dict], ceiling: float, val_videos: int) -> dict:
-    """From a run's log: the training videos when its validation accuracy first cleared ``ceiling`` by two
-    standard errors (``left_ceiling``), and first reached 90% of its last (``to_90_percent``); ``None`` when not
-    (yet). Videos are counted from the log's steps and the run's batch (``videos_per_step``)."""
+def milestones(log: list[dict], ceiling: float, val_videos: int, streak: int = 3) -> dict:
+    """From a run's log: the step at which its validation accuracy cleared ``ceiling`` by two standard errors
+    at ``streak`` evaluations in a row (``left_ceiling``; a run at chance clears two standard errors at about
+    one evaluation in 44, so a single one among dozens proves nothing), and the first step at which it reached
+    90% of its last value (``to_90_percent``); ``None`` when not (yet). A run that never cleared the ceiling
+    has no ``to_90_percent`` either: 90% of a last value at the ceiling is reached by the untrained model.
+    Steps times the run's batch are videos."""
     rows = [r for r in log if "val_accuracy" in r]
     if not rows:
-        return {"left_ceiling": None, "to_90_percent": None, "final": None, "videos": 0}
+        return {"left_ceiling": None, "to_90_percent": None, "final": None, "steps": 0}
     margin = 2 * 100 * (0.25 / val_videos) ** 0.5
+    above = [r["val_accuracy"] > ceiling + margin for r in rows]
+    left = next((r["step"] for i, r in enumerate(rows) if len(above[i:i + streak]) == streak
+                 and all(above[i:i + streak])), None)
     final = rows[-1]["val_accuracy"]
-    first = lambda ok: next((r["step"] for r in rows if ok(r["val_accuracy"])), None)  # noqa: E731
-    return {"left_ceiling": first(lambda a: a > ceiling + margin), "to_90_percent": first(lambda a: a >= 0.9 * final),
+    reached = next((r["step"] for r in rows if r["val_accuracy"] >= 0.9 * final), None)
+    return {"left_ceiling": left, "to_90_percent": None if left is None else reached,
             "final": final, "steps": rows[-1]["step"]}
 
 

@@ -115,3 +115,18 @@ def test_a_run_resumes_compiled_or_not(tmp_path, monkeypatch):
     assert read("split") == read("straight")
     with pytest.raises(ValueError, match="lr differ"):
         train.train(dataclasses.replace(cfg, lr=0.5), tmp_path / "split", max_steps=6, resume=True, progress=False)
+
+
+def test_milestones_of_a_run_that_clears_the_ceiling_and_of_one_that_never_does():
+    margin = 2 * 100 * (0.25 / 2_000) ** 0.5  # two standard errors at 50% on 2,000 videos: 2.24 points
+    rows = lambda accuracies: [{"step": 250 * i, "val_accuracy": a} for i, a in enumerate(accuracies)]  # noqa: E731
+    above = 50.0 + margin + 0.1
+    learns = ladder.milestones(rows([50.0, 51.0, above, above + 1, 70.0, 80.0]), 50.0, 2_000)
+    assert learns == {"left_ceiling": 500, "to_90_percent": 1250, "final": 80.0, "steps": 1250}
+    # at chance all along, one evaluation above by luck: not cleared; and 90% of a last value at chance
+    # was "reached" at step 0, which no milestone says
+    flat = ladder.milestones(rows([50.0, above, 49.0, above, above, 50.5]), 50.0, 2_000)
+    assert flat["left_ceiling"] is None and flat["to_90_percent"] is None and flat["steps"] == 1250
+    assert ladder.milestones(rows([50.0, 49.0, above, above]), 50.0, 2_000)["left_ceiling"] is None  # not yet
+    assert ladder.milestones(rows([50.0, above]), 50.0, 2_000, streak=1)["left_ceiling"] == 250
+    assert ladder.milestones([{"step": 3, "loss": 0.7}], 50.0, 2_000)["steps"] == 0

@@ -12,9 +12,10 @@ MODEL_NAMES = {"dyreg": "DyReg-GNN", "fixed": "Fixed", "resnet18": "plain ResNet
 
 def plot_ladder(rows: Sequence[Mapping], budgets: Mapping[str, float], ax=None):
     """Per rung (bottom: the easiest) and model, the training videos its validation accuracy took to clear the
-    blind ceiling (a filled circle) and to reach 90% of its last value (a ring); a run that has not cleared the
-    ceiling yet is an arrow at the videos it has seen. ``rows``: ``{"rung", "model", "left_ceiling",
-    "to_90_percent", "videos"}`` (videos, ``None`` for not yet); ``budgets``: labelled vertical lines (e.g. the
+    blind ceiling (a filled circle) and to reach 90% of its last value (a ring); a run still training that has
+    not cleared the ceiling is an arrow at the videos it has seen, a finished one that never did a cross at the
+    end of its run. ``rows``: ``{"rung", "model", "left_ceiling", "to_90_percent", "videos"}`` (videos, ``None``
+    for not yet) and optionally ``"finished"`` (default False); ``budgets``: labelled vertical lines (e.g. the
     paper's training set)."""
     ax = ax or plt.subplots(figsize=(8, 3.2))[1]
     rungs = list(dict.fromkeys(r["rung"] for r in rows))
@@ -23,6 +24,8 @@ def plot_ladder(rows: Sequence[Mapping], budgets: Mapping[str, float], ax=None):
         y, color = rungs.index(r["rung"]) + offsets.get(r["model"], 0), MODEL_COLORS.get(r["model"], "black")
         if r["left_ceiling"] is not None:
             ax.plot(r["left_ceiling"], y, "o", color=color)
+        elif r.get("finished", False):
+            ax.plot(r["videos"], y, "x", color=color)
         else:
             ax.annotate("", xy=(r["videos"] * 1.8, y), xytext=(r["videos"], y),
                         arrowprops=dict(arrowstyle="->", color=color))
@@ -38,7 +41,8 @@ def plot_ladder(rows: Sequence[Mapping], budgets: Mapping[str, float], ax=None):
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=MODEL_NAMES[m]) for m, c in MODEL_COLORS.items()]
     handles += [plt.Line2D([], [], color="black", marker="o", ls="", label="cleared the blind ceiling"),
                 plt.Line2D([], [], color="black", marker="o", mfc="none", ls="", label="90% of its last accuracy"),
-                plt.Line2D([], [], color="black", marker=r"$\rightarrow$", ls="", label="not yet (videos so far)")]
+                plt.Line2D([], [], color="black", marker=r"$\rightarrow$", ls="", label="not yet (videos so far)"),
+                plt.Line2D([], [], color="black", marker="x", ls="", label="never, in its whole run")]
     ax.legend(handles=handles, fontsize=7, loc="lower right", ncol=2)
     ax.figure.tight_layout()
     return ax
