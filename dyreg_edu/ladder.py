@@ -108,9 +108,10 @@ def blind_ceiling(rung: str, videos: int = 20_000) -> float:
 def milestones(log: list[dict], ceiling: float, val_videos: int, streak: int = 3) -> dict:
     """From a run's log: the step at which its validation accuracy cleared ``ceiling`` by two standard errors
     at ``streak`` evaluations in a row (``left_ceiling``; a run at chance clears two standard errors at about
-    one evaluation in 44, so a single one among dozens proves nothing), and the first step at which it reached
-    90% of its last value (``to_90_percent``); ``None`` when not (yet). A run that never cleared the ceiling
-    has no ``to_90_percent`` either: 90% of a last value at the ceiling is reached by the untrained model.
+    one evaluation in 44, so a single one among dozens proves nothing), and the first step from then on at
+    which it reached 90% of its last value (``to_90_percent``); ``None`` when not (yet). A run that never
+    cleared the ceiling has no ``to_90_percent`` either: 90% of a last value near the ceiling is reached by
+    the untrained model.
     Steps times the run's batch are videos."""
     rows = [r for r in log if "val_accuracy" in r]
     if not rows:
@@ -120,8 +121,9 @@ def milestones(log: list[dict], ceiling: float, val_videos: int, streak: int = 3
     left = next((r["step"] for i, r in enumerate(rows) if len(above[i:i + streak]) == streak
                  and all(above[i:i + streak])), None)
     final = rows[-1]["val_accuracy"]
-    reached = next((r["step"] for r in rows if r["val_accuracy"] >= 0.9 * final), None)
-    return {"left_ceiling": left, "to_90_percent": None if left is None else reached,
+    reached = next((r["step"] for r in rows if left is not None and r["step"] >= left
+                    and r["val_accuracy"] >= 0.9 * final), None)
+    return {"left_ceiling": left, "to_90_percent": reached,
             "final": final, "steps": rows[-1]["step"]}
 
 

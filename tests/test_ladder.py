@@ -129,4 +129,6 @@ def test_milestones_of_a_run_that_clears_the_ceiling_and_of_one_that_never_does(
     assert flat["left_ceiling"] is None and flat["to_90_percent"] is None and flat["steps"] == 1250
     assert ladder.milestones(rows([50.0, 49.0, above, above]), 50.0, 2_000)["left_ceiling"] is None  # not yet
     assert ladder.milestones(rows([50.0, above]), 50.0, 2_000, streak=1)["left_ceiling"] == 250
+    # just left the ceiling: 90% of its last is below the ceiling, so the mark is where it left, not step 0
+    assert ladder.milestones(rows([50.0, 51.0, above, above, above]), 50.0, 2_000)["to_90_percent"] == 500
     assert ladder.milestones([{"step": 3, "loss": 0.7}], 50.0, 2_000)["steps"] == 0
