@@ -111,8 +111,7 @@ def milestones(log: list[dict], ceiling: float, val_videos: int, streak: int = 3
     one evaluation in 44, so a single one among dozens proves nothing), and the first step from then on at
     which it reached 90% of its last value (``to_90_percent``); ``None`` when not (yet). A run that never
     cleared the ceiling has no ``to_90_percent`` either: 90% of a last value near the ceiling is reached by
-    the untrained model.
-    Steps times the run's batch are videos."""
+    the untrained model. Steps times the run's batch are videos."""
     rows = [r for r in log if "val_accuracy" in r]
     if not rows:
         return {"left_ceiling": None, "to_90_percent": None, "final": None, "steps": 0}
