@@ -333,3 +333,15 @@ def test_the_colab_gpu_estimate_quoted_is_what_gpu_estimate_gives():
     epoch_hours, run_hours = round(estimate["seconds_per_epoch"] / 3600), round(estimate["run_seconds"] / 3600, -1)
     assert f"about {epoch_hours:.0f} hours an epoch and {run_hours:.0f} hours" in text, (epoch_hours, run_hours)
 
+
+
+def test_chapter6_s_text_quotes_the_sync2_runs_as_their_files_give_them():
+    """Chapter 6's words on the relation rung (its "What this shows" and its summary) against the result files."""
+    dyreg, fixed, plain = (_result(f"multisync/ladder/sync2/{v}.json") for v in ("dyreg", "fixed", "resnet18"))
+    chapter = nbformat.read(ROOT / "book" / "06_training.ipynb", as_version=4)
+    words = " ".join(" ".join(c.source.split()) for c in chapter.cells if c.cell_type == "markdown")
+    assert (f"climbs to {dyreg['val_accuracy']:.2f}%, while its accuracy on still videos stays at chance "
+            f"({dyreg['still_val_accuracy']:.2f}%)") in words
+    assert f"ends at {fixed['val_accuracy']:.2f}%; the plain model stays at {plain['val_accuracy']:.2f}%" in words
+    assert (f"DyReg reaches {dyreg['val_accuracy']:.2f}% against Fixed's {fixed['val_accuracy']:.2f}% and the plain "
+            f"model's {plain['val_accuracy']:.2f}%") in words
