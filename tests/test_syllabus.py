@@ -334,7 +334,6 @@ def test_the_colab_gpu_estimate_quoted_is_what_gpu_estimate_gives():
     assert f"about {epoch_hours:.0f} hours an epoch and {run_hours:.0f} hours" in text, (epoch_hours, run_hours)
 
 
-
 def test_chapter6_s_text_quotes_the_sync2_runs_as_their_files_give_them():
     """Chapter 6's words on the relation rung (its "What this shows" and its summary) against the result files."""
     dyreg, fixed, plain = (_result(f"multisync/ladder/sync2/{v}.json") for v in ("dyreg", "fixed", "resnet18"))
