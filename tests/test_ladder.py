@@ -132,3 +132,19 @@ def test_milestones_of_a_run_that_clears_the_ceiling_and_of_one_that_never_does(
     # just left the ceiling: 90% of its last is below the ceiling, so the mark is where it left, not step 0
     assert ladder.milestones(rows([50.0, 51.0, above, above, above]), 50.0, 2_000)["to_90_percent"] == 500
     assert ladder.milestones([{"step": 3, "loss": 0.7}], 50.0, 2_000)["steps"] == 0
+
+
+def test_a_rung_s_seed_changes_only_the_graph_s_starting_weights():
+    """Chapter 6 and Project 4: seeds 0 and 1 of a rung see the same videos in the same order (the order follows
+    the data's seed) and load the same digit layers and plain model; only the weights drawn at random differ."""
+    from dyreg_edu.inputs import build_data
+
+    cfg0, cfg1 = (ladder.rung_config("sync2", "dyreg", seed) for seed in (0, 1))
+    assert dataclasses.replace(cfg1, seed=0) == cfg0
+    loaders = [build_data(cfg, "train", "cpu").iter_batches(cfg.batch_size, shuffle=True) for cfg in (cfg0, cfg1)]
+    for step in (0, 1, cfg0.total_steps - 1):
+        assert torch.equal(loaders[0].step_indices(step), loaders[1].step_indices(step))
+    small = [dataclasses.replace(cfg, backbone="scratch", head_init="none", freeze_backbone=False)
+             for cfg in (cfg0, cfg1)]  # no committed weights needed: the random draws alone
+    first, second = (train.starting_model(cfg, progress=False)[0].graph.state_dict() for cfg in small)
+    assert any(not torch.equal(first[k], second[k]) for k in first)

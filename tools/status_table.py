@@ -233,10 +233,14 @@ def ladder_rows(repo: Path) -> list[Row]:
         if not found:
             parts.append(f"`{rung}`: no finished run")
             continue
-        parts.append(f"`{rung}`: {done}" + (f"; {' and '.join(map(_variant, missing))} not finished" if missing else ""))
+        seeds = [n[len("dyreg"):] for n in found if n.startswith("dyreg") and "fixed" + n[len("dyreg"):] in found]
+        ahead = [s for s in seeds if found["dyreg" + s]["val_accuracy"] - found["fixed" + s]["val_accuracy"]
+                 > margin(found["dyreg" + s]["val_videos"])]
+        tally = f" (DyReg ahead of Fixed in {len(ahead)} of {len(seeds)} seeds)" if len(seeds) > 1 else ""
+        parts.append(f"`{rung}`: {done}{tally}"
+                     + (f"; {' and '.join(map(_variant, missing))} not finished" if missing else ""))
         if not missing and status == "not yet":
-            ahead = found["dyreg"]["val_accuracy"] - found["fixed"]["val_accuracy"]
-            status = "partly" if ahead > margin(found["dyreg"]["val_videos"]) else "not shown"
+            status = "partly" if ahead else "not shown"
     rows.append(Row("Ladder, the rungs that need the relation", "; ".join(parts), status,
                     [("chapter 6", "book/06_training.ipynb"), ("results", "results/multisync/ladder/")]))
     return rows
